@@ -1,0 +1,1 @@
+"""The model stage: the TFLite file, its embedded metadata and the interpreter that runs it."""

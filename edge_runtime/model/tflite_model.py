@@ -1,0 +1,154 @@
+"""A loaded .tflite model: its tensors, its metadata and an interpreter to run it."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.model.flatbuffer import FlatbufferError, check_tflite
+from edge_runtime.model.metadata import MetadataError, ModelMetadata, read_model_metadata
+from edge_runtime.model.runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+
+class ModelLoadError(ValueError):
+    """A model file that cannot be used; the message names the file and the reason."""
+
+    def __init__(self, path: Path | str, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = str(path)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output tensor, with its per-tensor quantization (scale 0 = not quantized)."""
+
+    name: str
+    index: int
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    scale: float = 0.0
+    zero_point: int = 0
+
+    @property
+    def quantized(self) -> bool:
+        return self.scale != 0.0 and np.issubdtype(self.dtype, np.integer)
+
+    def to_dict(self) -> dict[str, Any]:
+        doc: dict[str, Any] = {"name": self.name, "shape": list(self.shape), "dtype": self.dtype.name}
+        if self.quantized:
+            doc["quantization"] = {"scale": self.scale, "zero_point": self.zero_point}
+        return doc
+
+    @classmethod
+    def from_details(cls, details: dict[str, Any]) -> TensorSpec:
+        scale, zero_point = details.get("quantization", (0.0, 0))
+        return cls(
+            name=str(details["name"]),
+            index=int(details["index"]),
+            shape=tuple(int(x) for x in details["shape"]),
+            dtype=np.dtype(details["dtype"]),
+            scale=float(scale),
+            zero_point=int(zero_point),
+        )
+
+
+def dequantize(values: np.ndarray, spec: TensorSpec) -> np.ndarray:
+    """Real-valued float32 copy of an output tensor."""
+    if spec.quantized:
+        return (values.astype(np.float32) - spec.zero_point) * np.float32(spec.scale)
+    return values.astype(np.float32, copy=True)
+
+
+class TfliteModel:
+    """An interpreter with its tensors allocated, plus what we know about the file."""
+
+    def __init__(
+        self,
+        path: Path | str,
+        runtime: Runtime,
+        threads: int = 1,
+        delegate: Any = None,
+    ) -> None:
+        self.path = Path(path)
+        self.runtime = runtime
+        data = self._read(self.path)
+        self.sha256 = hashlib.sha256(data).hexdigest()
+        self.size_bytes = len(data)
+        try:
+            self.metadata: ModelMetadata | None = read_model_metadata(data)
+        except (FlatbufferError, MetadataError) as exc:
+            raise ModelLoadError(self.path, str(exc)) from exc
+        kwargs: dict[str, Any] = {"model_content": data, "num_threads": max(1, threads)}
+        if delegate is not None:
+            kwargs["experimental_delegates"] = [delegate]
+        try:
+            self._interpreter = runtime.interpreter_class(**kwargs)
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(
+                self.path, f"{runtime.name} cannot load it: {str(exc).strip().splitlines()[0]}"
+            ) from exc
+        self.inputs = [TensorSpec.from_details(d) for d in self._interpreter.get_input_details()]
+        self.outputs = [TensorSpec.from_details(d) for d in self._interpreter.get_output_details()]
+
+    @staticmethod
+    def _read(path: Path) -> bytes:
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ModelLoadError(path, "no such file") from None
+        except IsADirectoryError:
+            raise ModelLoadError(path, "is a directory, not a .tflite file") from None
+        except OSError as exc:
+            raise ModelLoadError(path, f"cannot read ({exc.strerror})") from None
+        if not data:
+            raise ModelLoadError(path, "file is empty")
+        try:
+            check_tflite(data)
+        except FlatbufferError as exc:
+            raise ModelLoadError(path, str(exc)) from None
+        return data
+
+    @property
+    def name(self) -> str:
+        return self.path.stem
+
+    def input_buffer(self, position: int = 0) -> np.ndarray:
+        """A writable view of an input tensor: preprocessing writes into it, no copy.
+
+        The view is only valid until the next invoke(); take a fresh one per frame.
+        """
+        return self._interpreter.tensor(self.inputs[position].index)()
+
+    def set_input(self, position: int, values: np.ndarray) -> None:
+        self._interpreter.set_tensor(self.inputs[position].index, values)
+
+    def invoke(self) -> None:
+        self._interpreter.invoke()
+
+    def raw_output(self, position: int) -> np.ndarray:
+        return self._interpreter.get_tensor(self.outputs[position].index)
+
+    def output(self, position: int) -> np.ndarray:
+        """An output tensor as real values (dequantized float32 copy)."""
+        return dequantize(self.raw_output(position), self.outputs[position])
+
+    def describe(self) -> dict[str, Any]:
+        """What `edge-runtime info` prints."""
+        return {
+            "path": str(self.path),
+            "size_bytes": self.size_bytes,
+            "sha256": self.sha256,
+            "runtime": self.runtime.describe(),
+            "inputs": [t.to_dict() for t in self.inputs],
+            "outputs": [t.to_dict() for t in self.outputs],
+            "metadata": self.metadata.to_dict() if self.metadata else None,
+        }

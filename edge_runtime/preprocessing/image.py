@@ -1,0 +1,111 @@
+"""Image frames (OpenCV BGR uint8) into an image model's input tensor."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from edge_runtime.model.tflite_model import TensorSpec
+from edge_runtime.preprocessing.geometry import Geometry
+from edge_runtime.preprocessing.spec import PreprocessError, PreprocessSpec, affine_to_input, store
+
+
+def image_input_size(spec: PreprocessSpec, tensor: TensorSpec) -> tuple[int, int, int]:
+    """(height, width, channels) the model wants, checked against the preprocessing settings."""
+    shape = tensor.shape
+    if len(shape) == 3 and spec.layout == "nhwc":  # [1, H, W]: a gray image without channel axis
+        height, width, channels = shape[1], shape[2], 1
+    elif len(shape) == 4 and shape[0] == 1:
+        if spec.layout == "nhwc":
+            height, width, channels = shape[1], shape[2], shape[3]
+        else:
+            channels, height, width = shape[1], shape[2], shape[3]
+    else:
+        raise PreprocessError(
+            f"input tensor {tensor.name!r} has shape {list(shape)}, not an image "
+            f"([1, H, W, C] for nhwc or [1, C, H, W] for nchw)"
+        )
+    wanted = 1 if spec.color == "gray" else 3
+    if channels != wanted:
+        raise PreprocessError(
+            f"color {spec.color!r} gives {wanted} channel(s) but input tensor {tensor.name!r} "
+            f"has {channels} (shape {list(shape)})"
+        )
+    return height, width, channels
+
+
+class ImagePreprocessor:
+    """Color conversion, resize and normalization into a reused buffer; one per pipeline."""
+
+    def __init__(self, spec: PreprocessSpec, tensor: TensorSpec) -> None:
+        self.spec = spec
+        self.tensor = tensor
+        self.height, self.width, self.channels = image_input_size(spec, tensor)
+        self._gain, self._offset = affine_to_input(spec, tensor, self.channels)
+        self._identity = bool(np.all(self._gain == 1.0) and np.all(self._offset == 0.0))
+        self._resized = np.zeros((self.height, self.width, self.channels), np.uint8)
+        self._values = np.zeros((self.height, self.width, self.channels), np.float32)
+
+    def __call__(self, frame: np.ndarray, out: np.ndarray) -> Geometry:
+        """Write the model input for `frame` into `out` (the input tensor or an array like it)."""
+        image = self._convert_color(frame)
+        geometry = self._resize_into(image)
+        if self._identity and out.dtype == np.uint8 and self.spec.layout == "nhwc":
+            np.copyto(out.reshape(self._resized.shape), self._resized)
+            return geometry
+        np.multiply(self._resized, self._gain, out=self._values)
+        np.add(self._values, self._offset, out=self._values)
+        values = self._values
+        if self.spec.layout == "nchw":
+            values = np.ascontiguousarray(values.transpose(2, 0, 1))
+        store(values, out)
+        return geometry
+
+    def _convert_color(self, frame: np.ndarray) -> np.ndarray:
+        if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or 0 in frame.shape:
+            raise PreprocessError(
+                f"expected an 8-bit image, got an array of shape {list(frame.shape)} and "
+                f"dtype {frame.dtype}"
+            )
+        if frame.ndim == 2:
+            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        elif frame.shape[2] == 4:
+            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        elif frame.shape[2] != 3:
+            raise PreprocessError(f"expected 1, 3 or 4 channels, got {frame.shape[2]}")
+        if self.spec.color == "rgb":
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+        if self.spec.color == "gray":
+            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
+        return frame
+
+    def _resize_into(self, image: np.ndarray) -> Geometry:
+        src_h, src_w = image.shape[:2]
+        dst = self._resized if self.channels == 3 else self._resized[:, :, 0]
+        mode = self.spec.resize
+        if mode == "stretch":
+            cv2.resize(image, (self.width, self.height), dst=dst, interpolation=cv2.INTER_AREA
+                       if src_w > self.width else cv2.INTER_LINEAR)
+            return Geometry(src_w, src_h, self.width, self.height,
+                            src_w / self.width, src_h / self.height)
+        if mode == "letterbox":
+            scale = min(self.width / src_w, self.height / src_h)
+            new_w = max(1, min(self.width, round(src_w * scale)))
+            new_h = max(1, min(self.height, round(src_h * scale)))
+            pad_x, pad_y = (self.width - new_w) // 2, (self.height - new_h) // 2
+            dst[...] = 0
+            region = dst[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
+            region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA
+                                     if scale < 1 else cv2.INTER_LINEAR)
+            sx, sy = src_w / new_w, src_h / new_h
+            return Geometry(src_w, src_h, self.width, self.height, sx, sy, -pad_x * sx, -pad_y * sy)
+        # center-crop: the largest centered region with the model's aspect ratio
+        scale = max(self.width / src_w, self.height / src_h)
+        crop_w = min(src_w, max(1, round(self.width / scale)))
+        crop_h = min(src_h, max(1, round(self.height / scale)))
+        x0, y0 = (src_w - crop_w) // 2, (src_h - crop_h) // 2
+        crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
+        cv2.resize(crop, (self.width, self.height), dst=dst, interpolation=cv2.INTER_AREA
+                   if crop_w > self.width else cv2.INTER_LINEAR)
+        return Geometry(src_w, src_h, self.width, self.height,
+                        crop_w / self.width, crop_h / self.height, x0, y0)
