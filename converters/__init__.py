@@ -1,0 +1,1 @@
+"""edge-convert: the workstation half. Trained model in, verified quantized .tflite out."""

@@ -1,0 +1,1 @@
+"""Supervision: knowing whether the daemon's threads are making progress, and telling systemd."""
