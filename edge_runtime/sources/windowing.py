@@ -1,0 +1,97 @@
+"""Sensor rows into fixed-size windows: shared by the csv and mqtt sources and the converter."""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+
+class SensorDataError(ValueError):
+    """A sensor file or value that cannot be used; the message names the file, line or column."""
+
+
+class SlidingWindow:
+    """The last `length` rows of `width` values, oldest first, in one preallocated array."""
+
+    def __init__(self, length: int, width: int) -> None:
+        if length < 1 or width < 1:
+            raise ValueError("a window needs at least one row and one column")
+        self.length = length
+        self.width = width
+        self._rows = np.zeros((length, width), np.float32)
+        self._count = 0
+
+    def push(self, row: np.ndarray | Sequence[float]) -> bool:
+        """Add a row; True once the window is full."""
+        self._rows[:-1] = self._rows[1:]
+        self._rows[-1] = row
+        self._count = min(self._count + 1, self.length)
+        return self.full
+
+    @property
+    def full(self) -> bool:
+        return self._count == self.length
+
+    def clear(self) -> None:
+        self._count = 0
+
+    def snapshot(self) -> np.ndarray:
+        return self._rows.copy()
+
+
+def parse_row(values: Sequence[str], where: str) -> np.ndarray:
+    """Strings to a finite float32 row; SensorDataError names `where` and the bad value."""
+    row = np.empty(len(values), np.float32)
+    for i, text in enumerate(values):
+        try:
+            row[i] = float(text)
+        except ValueError:
+            raise SensorDataError(f"{where}: {text!r} is not a number") from None
+        if not math.isfinite(row[i]):
+            raise SensorDataError(f"{where}: {text!r} is not a finite number")
+    return row
+
+
+def csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
+    """(line number, row of the named columns) for each data line of a CSV with a header."""
+    path = Path(path)
+    try:
+        handle = path.open(newline="")
+    except OSError as exc:
+        raise SensorDataError(f"{path}: cannot open ({exc.strerror})") from None
+    with handle:
+        reader = csv.reader(handle)
+        header = next(reader, None)
+        if header is None:
+            raise SensorDataError(f"{path}: empty file, expected a header line")
+        header = [h.strip() for h in header]
+        missing = [c for c in columns if c not in header]
+        if missing:
+            raise SensorDataError(
+                f"{path}: no column {', '.join(map(repr, missing))} (header has {header})"
+            )
+        picks = [header.index(c) for c in columns]
+        for line, record in enumerate(reader, start=2):
+            if not record or all(not field.strip() for field in record):
+                continue
+            if len(record) < len(header):
+                raise SensorDataError(f"{path}:{line}: {len(record)} fields, header has {len(header)}")
+            yield line, parse_row([record[i] for i in picks], f"{path}:{line}")
+
+
+def csv_windows(
+    path: Path | str, columns: Sequence[str], window: int, stride: int = 1
+) -> Iterator[np.ndarray]:
+    """Each full sliding window of `window` rows, advancing `stride` rows at a time."""
+    rows = SlidingWindow(window, len(columns))
+    since_last = stride
+    for _, row in csv_rows(path, columns):
+        rows.push(row)
+        since_last += 1
+        if rows.full and since_last >= stride:
+            since_last = 0
+            yield rows.snapshot()
