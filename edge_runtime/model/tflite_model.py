@@ -6,7 +6,7 @@ import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, TypeVar
 
 import numpy as np
 
@@ -15,6 +15,7 @@ from edge_runtime.model.metadata import MetadataError, ModelMetadata, read_model
 from edge_runtime.model.runtime import Runtime
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class ModelLoadError(ValueError):
@@ -121,12 +122,17 @@ class TfliteModel:
     def name(self) -> str:
         return self.path.stem
 
-    def input_buffer(self, position: int = 0) -> np.ndarray:
-        """A writable view of an input tensor: preprocessing writes into it, no copy.
+    def fill_input(self, fill: Callable[[np.ndarray], T], position: int = 0) -> T:
+        """Let `fill` write straight into the input tensor (no copy); returns what it returns.
 
-        The view is only valid until the next invoke(); take a fresh one per frame.
+        The interpreter refuses to invoke while a view of its memory is alive, so the view never
+        leaves this call.
         """
-        return self._interpreter.tensor(self.inputs[position].index)()
+        view = self._interpreter.tensor(self.inputs[position].index)()
+        try:
+            return fill(view)
+        finally:
+            del view
 
     def set_input(self, position: int, values: np.ndarray) -> None:
         self._interpreter.set_tensor(self.inputs[position].index, values)

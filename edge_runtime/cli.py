@@ -1,0 +1,125 @@
+"""`edge-runtime` command line: run, check, info."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+from typing import Any, Sequence
+
+from edge_runtime import __version__
+from edge_runtime.config.loader import load_config
+from edge_runtime.config.typed import ConfigError
+from edge_runtime.logging_setup import configure_logging
+from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
+from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+
+logger = logging.getLogger("edge_runtime")
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="edge-runtime",
+        description="Run TFLite models on camera or sensor input and publish results over MQTT.",
+    )
+    parser.add_argument("--version", action="version", version=f"edge-runtime {__version__}")
+    parser.add_argument("--log-level", default=None, help="debug, info, warning or error "
+                        "(default: the config's [logging] level, else info)")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="run the daemon in the foreground (logs to stderr)")
+    run.add_argument("--config", "-c", required=True, help="the TOML config file")
+
+    check = commands.add_parser("check", help="validate the config and load every model")
+    check.add_argument("--config", "-c", required=True, help="the TOML config file")
+
+    info = commands.add_parser("info", help="show a model's tensors, quantization and metadata")
+    info.add_argument("model", help="a .tflite file")
+    info.add_argument("--json", action="store_true", help="print JSON instead of text")
+    info.add_argument("--runtime", default="auto", help="auto, ai-edge-litert, tflite-runtime")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    configure_logging(args.log_level or "info")
+    handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info}
+    return handlers[args.command](args)
+
+
+def _load(args: argparse.Namespace) -> Any:
+    from edge_runtime.daemon import prepare
+
+    app = load_config(args.config)
+    if args.log_level is None:
+        configure_logging(app.log_level)
+    return app, prepare(app)
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    try:
+        app, parts = _load(args)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    for part in parts:
+        model = part.model
+        print(f"pipeline {part.config.name}: {part.config.source.type} -> {model.path.name} "
+              f"({model.runtime.describe()}, task {part.task}) -> "
+              f"{app.mqtt.topic_prefix}/{app.device.id}/{part.config.name}/result")
+    print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from edge_runtime.daemon import Daemon
+
+    try:
+        app, parts = _load(args)
+    except ConfigError as exc:
+        logger.error("%s", exc)
+        return EXIT_CONFIG
+    stop = threading.Event()
+
+    def request_stop(signum: int, _frame: Any) -> None:
+        logger.info("received %s, shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, request_stop)
+    signal.signal(signal.SIGINT, request_stop)
+    return Daemon(app, parts).run(stop)
+
+
+def cmd_info(args: argparse.Namespace) -> int:
+    try:
+        model = TfliteModel(args.model, select_runtime(args.runtime))
+    except (ModelLoadError, RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    doc = model.describe()
+    if args.json:
+        print(json.dumps(doc, indent=2))
+        return EXIT_OK
+    print(f"model:    {doc['path']} ({doc['size_bytes']} bytes, sha256 {doc['sha256'][:16]}...)")
+    print(f"runtime:  {doc['runtime']}")
+    for kind in ("inputs", "outputs"):
+        for tensor in doc[kind]:
+            quant = tensor.get("quantization")
+            q = f" scale={quant['scale']:.6g} zero_point={quant['zero_point']}" if quant else ""
+            print(f"{kind[:-1]:<9} {tensor['name']}: {tensor['shape']} {tensor['dtype']}{q}")
+    meta = doc["metadata"]
+    if meta is None:
+        print("metadata: none (set preprocess/postprocess in the config)")
+    else:
+        print("metadata:")
+        for key, value in meta.items():
+            text = json.dumps(value)
+            print(f"  {key}: {text if len(text) <= 200 else text[:197] + '...'}")
+    return EXIT_OK

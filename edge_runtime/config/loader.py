@@ -1,0 +1,123 @@
+"""Read the TOML config file into an AppConfig, or raise ConfigError naming file and key."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from edge_runtime.config.schema import (
+    AppConfig,
+    DeviceConfig,
+    MqttConfig,
+    ModelConfig,
+    PipelineConfig,
+    PreprocessConfig,
+    topic_safe,
+)
+from edge_runtime.config.typed import ConfigError, Context, build
+from edge_runtime.sources.registry import SOURCES
+
+TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging")
+PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess")
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def load_config(path: Path | str) -> AppConfig:
+    shown = str(path)
+    path = Path(path)
+    try:
+        text = path.read_bytes()
+    except FileNotFoundError:
+        raise ConfigError(shown, "", "no such file") from None
+    except OSError as exc:
+        raise ConfigError(shown, "", f"cannot read ({exc.strerror})") from None
+    try:
+        doc = tomllib.loads(text.decode("utf-8"))
+    except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
+        raise ConfigError(shown, "", f"not valid TOML: {exc}") from None
+    return parse_config(doc, Context(shown, path.resolve().parent))
+
+
+def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
+    for key in doc:
+        if key not in TOP_LEVEL_KEYS:
+            raise ctx.error(key, f"unknown section (expected one of: {', '.join(TOP_LEVEL_KEYS)})")
+    device = build(DeviceConfig, doc.get("device", {}), "device", ctx)
+    mqtt = build(MqttConfig, doc.get("mqtt", {}), "mqtt", ctx)
+    _check_files(mqtt, ctx)
+    log_level = _log_level(doc.get("logging", {}), ctx)
+
+    tables = doc.get("pipelines")
+    if not isinstance(tables, list) or not tables:
+        raise ctx.error("pipelines", "at least one [[pipelines]] table is required")
+    pipelines = []
+    names: set[str] = set()
+    for index, table in enumerate(tables):
+        pipeline = _pipeline(table, index, ctx)
+        if pipeline.name in names:
+            raise ctx.error(f"pipelines[{index}].name", f"duplicate pipeline name {pipeline.name!r}")
+        names.add(pipeline.name)
+        pipelines.append(pipeline)
+    return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), log_level)
+
+
+def _log_level(table: Any, ctx: Context) -> str:
+    if not isinstance(table, dict):
+        raise ctx.error("logging", "expected a table")
+    for key in table:
+        if key != "level":
+            raise ctx.error(f"logging.{key}", "unknown key (expected: level)")
+    level = str(table.get("level", "INFO")).upper()
+    if level not in LOG_LEVELS:
+        raise ctx.error("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
+def _check_files(mqtt: MqttConfig, ctx: Context) -> None:
+    candidates = {"mqtt.password_file": mqtt.password_file}
+    if mqtt.tls is not None:
+        candidates.update({f"mqtt.tls.{k}": getattr(mqtt.tls, k)
+                           for k in ("ca_file", "cert_file", "key_file")})
+    for key, file in candidates.items():
+        if file is not None and not file.is_file():
+            raise ctx.error(key, f"no such file '{file}'")
+    if mqtt.password_file is not None and not mqtt.username:
+        raise ctx.error("mqtt.password_file", "set mqtt.username too")
+
+
+def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
+    key = f"pipelines[{index}]"
+    if not isinstance(table, dict):
+        raise ctx.error(key, "expected a table")
+    for name in table:
+        if name not in PIPELINE_KEYS:
+            raise ctx.error(f"{key}.{name}", f"unknown key (expected one of: {', '.join(PIPELINE_KEYS)})")
+    if "name" not in table:
+        raise ctx.error(f"{key}.name", "missing required key")
+    name = table["name"]
+    if not isinstance(name, str):
+        raise ctx.error(f"{key}.name", "expected a string")
+    problem = topic_safe(name)
+    if problem:
+        raise ctx.error(f"{key}.name", problem)
+
+    source_table = table.get("source")
+    if not isinstance(source_table, dict):
+        raise ctx.error(f"{key}.source", "missing [pipelines.source] table")
+    source_type = source_table.get("type")
+    if source_type not in SOURCES:
+        raise ctx.error(f"{key}.source.type",
+                        f"unknown source type {source_type!r} (expected one of: {', '.join(SOURCES)})")
+    source = build(SOURCES[source_type].options, source_table, f"{key}.source", ctx)
+
+    if "model" not in table:
+        raise ctx.error(f"{key}.model", "missing [pipelines.model] table")
+    model = build(ModelConfig, table["model"], f"{key}.model", ctx)
+    if not model.path.is_file():
+        raise ctx.error(f"{key}.model.path", f"no such file '{model.path}'")
+    preprocess = build(PreprocessConfig, table.get("preprocess", {}), f"{key}.preprocess", ctx)
+    postprocess = table.get("postprocess", {})
+    if not isinstance(postprocess, dict):
+        raise ctx.error(f"{key}.postprocess", "expected a table")
+    return PipelineConfig(name, source, model, preprocess, dict(postprocess), index)

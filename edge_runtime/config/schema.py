@@ -1,0 +1,103 @@
+"""The config file's schema: one frozen dataclass per section. Field types are the validation."""
+
+from __future__ import annotations
+
+import re
+import socket
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from edge_runtime.config.typed import at_least
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+
+
+def topic_safe(value: str) -> str | None:
+    if not _NAME.match(value):
+        return f"{value!r} may only use letters, digits, '_', '-' and '.' (it is used in MQTT topics)"
+    return None
+
+
+def prefix_safe(value: str) -> str | None:
+    parts = value.split("/")
+    if not value or any(not p or not _NAME.match(p) for p in parts):
+        return f"{value!r} must be topic levels of letters, digits, '_', '-', '.' separated by '/'"
+    return None
+
+
+def default_device_id() -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]", "-", socket.gethostname()) or "edge"
+
+
+@dataclass(frozen=True)
+class DeviceConfig:
+    id: str = field(default_factory=default_device_id, metadata={"check": topic_safe})
+
+
+@dataclass(frozen=True)
+class TlsConfig:
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False  # skip hostname verification (self-signed test brokers only)
+
+
+@dataclass(frozen=True)
+class MqttConfig:
+    host: str = "localhost"
+    port: int = field(default=1883, metadata=at_least(1))
+    topic_prefix: str = field(default="edge", metadata={"check": prefix_safe})
+    qos: Literal[0, 1] = 1
+    keepalive: int = field(default=30, metadata=at_least(5))
+    client_id: str | None = None
+    username: str | None = None
+    password_file: Path | None = None  # never the password inline
+    tls: TlsConfig | None = None
+    reconnect_min_delay: float = field(default=1.0, metadata=at_least(0.1))
+    reconnect_max_delay: float = field(default=60.0, metadata=at_least(0.1))
+
+    def client_id_for(self, device_id: str) -> str:
+        return self.client_id or f"edge-runtime-{device_id}"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    path: Path
+    threads: int = field(default=2, metadata=at_least(1))
+    runtime: Literal["auto", "ai-edge-litert", "tflite-runtime", "tensorflow"] = "auto"
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Overrides for what the model's metadata says; unset keys keep the metadata's value."""
+
+    color: Literal["rgb", "bgr", "gray"] | None = None
+    resize: Literal["stretch", "letterbox", "center-crop"] | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    layout: Literal["nhwc", "nchw"] | None = None
+
+    def overrides(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if v is not None}
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    name: str
+    source: Any  # the options dataclass of the source plugin named by source.type
+    model: ModelConfig
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    # Validated against the task plugin once the model (and so the default task) is known.
+    postprocess: dict[str, Any] = field(default_factory=dict)
+    index: int = 0  # position in the file, for error messages
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    file: str
+    base_dir: Path  # the config file's folder: relative paths are relative to it
+    device: DeviceConfig
+    mqtt: MqttConfig
+    pipelines: tuple[PipelineConfig, ...]
+    log_level: str = "INFO"

@@ -1,0 +1,75 @@
+"""The daemon: every pipeline of a config, publishing to one broker, until stopped or done."""
+
+from __future__ import annotations
+
+import logging
+import threading
+
+from edge_runtime.config.schema import AppConfig
+from edge_runtime.pipeline.assembly import PipelineParts, assemble
+from edge_runtime.pipeline.runner import PipelineRunner
+from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+from edge_runtime.supervision.heartbeat import Heartbeats
+
+logger = logging.getLogger(__name__)
+
+SHUTDOWN_TIMEOUT = 10.0
+
+
+def prepare(app: AppConfig) -> list[PipelineParts]:
+    """Build every pipeline (loads every model); raises ConfigError before anything runs."""
+    return [assemble(pipeline, app) for pipeline in app.pipelines]
+
+
+class Daemon:
+    def __init__(self, app: AppConfig, parts: list[PipelineParts]) -> None:
+        self.app = app
+        self.heartbeats = Heartbeats()
+        self.publisher = MqttPublisher(app, self.heartbeats)
+        self.runners = [
+            PipelineRunner(
+                part,
+                rebuild=lambda p=part.config: assemble(p, app),
+                sink=self.publisher,
+                device=app.device.id,
+                heartbeats=self.heartbeats,
+            )
+            for part in parts
+        ]
+
+    def run(self, stop: threading.Event) -> int:
+        """Run until `stop` is set or every pipeline's (finite) source is done; then shut down."""
+        main_beat = self.heartbeats.register("main")
+        self.publisher.start()
+        for runner in self.runners:
+            runner.start()
+        logger.info("running %d pipeline(s): %s; publishing to %s:%d under %s/",
+                    len(self.runners), ", ".join(r.name for r in self.runners),
+                    self.app.mqtt.host, self.app.mqtt.port, self.publisher.topics.base)
+        try:
+            while not stop.wait(0.5):
+                main_beat.beat()
+                if all(runner.finished for runner in self.runners):
+                    logger.info("every source is finished")
+                    break
+        finally:
+            self.shutdown()
+        return 0
+
+    def shutdown(self) -> None:
+        for runner in self.runners:
+            runner.stop()
+        for runner in self.runners:
+            runner.join(SHUTDOWN_TIMEOUT)
+        self.publisher.stop(SHUTDOWN_TIMEOUT)
+        for runner in self.runners:
+            logger.info("pipeline %s: %d frames, %d results, %d dropped, %d bad inputs",
+                        runner.name, runner.stats.frames, runner.stats.results, runner.dropped,
+                        runner.input_errors())
+        self.heartbeats.unregister("main")
+
+    def status_line(self) -> str:
+        """One line for systemd's STATUS= and logs."""
+        broker = "connected" if self.publisher.connected else "broker unreachable"
+        parts = [f"{r.name}: {r.stats.state}, {r.stats.results} results" for r in self.runners]
+        return f"{broker}; " + "; ".join(parts)

@@ -1,0 +1,146 @@
+"""From a validated PipelineConfig to working parts: model, pre/post-processing, source factory.
+
+Everything that can be wrong about a pipeline without running it is found here, so `check` and
+`run` fail the same way, with the key path of the culprit, before anything starts.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from edge_runtime.config.schema import AppConfig, PipelineConfig
+from edge_runtime.config.typed import ConfigError, Context, build, coerce
+from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
+from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
+from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
+from edge_runtime.preprocessing import (
+    Geometry,
+    ImagePreprocessor,
+    PreprocessError,
+    PreprocessSpec,
+    SensorPreprocessor,
+)
+from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.registry import SOURCES
+
+Preprocess = Callable[[Frame, np.ndarray], "Geometry | None"]
+
+
+@dataclass
+class PipelineParts:
+    config: PipelineConfig
+    model: TfliteModel
+    task: str
+    preprocess: Preprocess
+    postprocess: Postprocessor
+    make_source: Callable[[], Source]
+
+
+def load_model(pipeline: PipelineConfig, app: AppConfig) -> TfliteModel:
+    key = f"pipelines[{pipeline.index}].model"
+    try:
+        runtime = select_runtime(pipeline.model.runtime)
+        return TfliteModel(pipeline.model.path, runtime, threads=pipeline.model.threads)
+    except RuntimeUnavailable as exc:
+        raise ConfigError(app.file, f"{key}.runtime", str(exc)) from exc
+    except ModelLoadError as exc:
+        raise ConfigError(app.file, f"{key}.path", exc.reason + f" ('{exc.path}')") from exc
+
+
+def read_labels(path: Path, app: AppConfig, key: str) -> tuple[str, ...]:
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except FileNotFoundError:
+        raise ConfigError(app.file, key, f"no such file '{path}'") from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(app.file, key, f"cannot read '{path}' ({exc})") from None
+    while lines and not lines[-1].strip():
+        lines.pop()
+    if not lines:
+        raise ConfigError(app.file, key, f"'{path}' holds no labels")
+    return tuple(line.strip() for line in lines)
+
+
+def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None) -> PipelineParts:
+    """Build every part of a pipeline; ConfigError on any mismatch."""
+    key = f"pipelines[{pipeline.index}]"
+    ctx = Context(app.file, app.base_dir)
+    model = model or load_model(pipeline, app)
+    meta = model.metadata
+    if len(model.inputs) != 1:
+        raise ConfigError(app.file, f"{key}.model.path",
+                          f"models with {len(model.inputs)} inputs are not supported (need 1)")
+    tensor = model.inputs[0]
+    plugin = SOURCES[pipeline.source.type]
+
+    # Preprocessing: metadata first, config overrides on top.
+    try:
+        spec = PreprocessSpec().updated(meta.preprocess if meta else {})
+        spec = spec.updated(pipeline.preprocess.overrides())
+    except PreprocessError as exc:
+        raise ConfigError(app.file, f"{key}.preprocess", str(exc)) from exc
+    columns: tuple[str, ...] = tuple((meta.sensor.get("columns") if meta else None) or ())
+    window = int((meta.sensor.get("window") if meta else 0) or 0)
+    preprocess: Preprocess
+    try:
+        if plugin.sensor:
+            columns = tuple(getattr(pipeline.source, "columns", ()) or columns)
+            window = int(getattr(pipeline.source, "window", 0) or window)
+            if not columns:
+                raise ConfigError(app.file, f"{key}.source.columns",
+                                  "required: the model's metadata names no sensor columns")
+            if not window:
+                window = math.prod(tensor.shape) // len(columns)
+            sensor = SensorPreprocessor(spec, tensor, window, len(columns))
+            preprocess = lambda frame, out: sensor(frame.data, out)  # noqa: E731
+        else:
+            image = ImagePreprocessor(spec, tensor)
+            preprocess = lambda frame, out: image(frame.data, out)  # noqa: E731
+    except PreprocessError as exc:
+        raise ConfigError(app.file, f"{key}.preprocess",
+                          f"{exc} (model '{pipeline.model.path}')") from exc
+
+    # Postprocessing: task from config, else metadata, else raw; options likewise layered.
+    options = dict(pipeline.postprocess)
+    task = options.pop("task", None) or (meta.task if meta and meta.task in TASKS else None) \
+        or DEFAULT_TASK
+    if task not in TASKS:
+        raise ConfigError(app.file, f"{key}.postprocess.task",
+                          f"unknown task {task!r} (expected one of: {', '.join(TASKS)})")
+    labels = tuple(meta.labels) if meta else ()
+    labels_path = options.pop("labels", None)
+    if labels_path is not None:
+        path = coerce(Path, labels_path, f"{key}.postprocess.labels", ctx)
+        labels = read_labels(path, app, f"{key}.postprocess.labels")
+    task_plugin = TASKS[task]
+    option_names = {f for f in task_plugin.options.__dataclass_fields__}
+    merged = {k: v for k, v in (meta.postprocess if meta else {}).items() if k in option_names}
+    merged.update(options)
+    task_options = build(task_plugin.options, merged, f"{key}.postprocess", ctx)
+    try:
+        postprocess = task_plugin.create(
+            task_options, TaskContext(tuple(model.outputs), labels, tensor.shape)
+        )
+    except PostprocessError as exc:
+        raise ConfigError(app.file, f"{key}.postprocess", str(exc)) from exc
+
+    source_ctx = SourceContext(
+        base_dir=app.base_dir, pipeline=pipeline.name, mqtt=app.mqtt,
+        client_id=app.mqtt.client_id_for(app.device.id), columns=columns, window=window,
+    )
+
+    def make_source() -> Source:
+        return plugin.create(pipeline.source, source_ctx)
+
+    if plugin.sensor:
+        try:  # catches missing columns/window now rather than at run time
+            make_source().close()
+        except SourceError as exc:
+            raise ConfigError(app.file, f"{key}.source", str(exc)) from exc
+    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source)

@@ -1,0 +1,1 @@
+"""The postprocessing stage: dequantized model outputs into the task's payload fields."""

@@ -1,0 +1,50 @@
+"""Classification: the top-k scores of a [1, C] output, with labels."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.config.typed import at_least
+from edge_runtime.postprocessing.base import PostprocessError, TaskContext, label_for, round_float
+from edge_runtime.preprocessing.geometry import Geometry
+
+
+@dataclass(frozen=True)
+class ClassificationOptions:
+    top_k: int = field(default=3, metadata=at_least(1))
+    threshold: float = 0.0  # classes scoring below it are left out
+
+
+class Classifier:
+    def __init__(self, options: ClassificationOptions, ctx: TaskContext) -> None:
+        if not ctx.outputs:
+            raise PostprocessError("the model has no outputs")
+        self.classes = math.prod(ctx.outputs[0].shape)
+        if ctx.labels and len(ctx.labels) < self.classes:
+            raise PostprocessError(
+                f"{len(ctx.labels)} labels for {self.classes} classes (output "
+                f"{ctx.outputs[0].name!r} has shape {list(ctx.outputs[0].shape)})"
+            )
+        self.top_k = min(options.top_k, self.classes)
+        self.threshold = options.threshold
+        self.labels = ctx.labels
+
+    def __call__(self, outputs: list[np.ndarray], geometry: Geometry | None) -> dict[str, Any]:
+        scores = outputs[0].reshape(-1)
+        if self.top_k < scores.size:
+            top = np.argpartition(scores, -self.top_k)[-self.top_k:]
+        else:
+            top = np.arange(scores.size)
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return {
+            "classes": [
+                {"index": int(i), "label": label_for(self.labels, int(i)),
+                 "score": round_float(float(scores[i]))}
+                for i in top
+                if scores[i] >= self.threshold
+            ]
+        }

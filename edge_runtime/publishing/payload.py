@@ -1,0 +1,44 @@
+"""The result message: one JSON object per result (schema in edge_runtime/schemas/)."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+from typing import Any
+
+SCHEMA_VERSION = 1
+
+
+def utc_timestamp(seconds: float) -> str:
+    """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-21T10:00:00.123Z."""
+    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def result_payload(
+    *,
+    device: str,
+    pipeline: str,
+    captured: float,
+    source: dict[str, Any],
+    model: dict[str, Any],
+    timing_ms: dict[str, float],
+    task_fields: dict[str, Any],
+) -> dict[str, Any]:
+    """The payload without its `seq`, which the publisher assigns when it accepts the result."""
+    body: dict[str, Any] = {
+        "schema": SCHEMA_VERSION,
+        "device": device,
+        "pipeline": pipeline,
+        "seq": None,
+        "ts": utc_timestamp(captured),
+        "source": source,
+        "model": model,
+        "timing_ms": {k: round(v, 3) for k, v in timing_ms.items()},
+    }
+    body.update(task_fields)
+    return body
+
+
+def encode(body: dict[str, Any]) -> bytes:
+    return json.dumps(body, separators=(",", ":"), allow_nan=False).encode("utf-8")

@@ -1,0 +1,71 @@
+"""Still images from a folder or a glob pattern, read with OpenCV."""
+
+from __future__ import annotations
+
+import glob
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+
+from edge_runtime.config.typed import at_least
+from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceContext, SourceError
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
+
+
+@dataclass(frozen=True)
+class ImagesOptions:
+    type: str
+    path: str  # a folder, a file or a glob pattern; relative to the config file
+    loop: bool = False
+    fps: float = field(default=0.0, metadata=at_least(0))
+
+
+def list_images(pattern: str) -> list[Path]:
+    path = Path(pattern)
+    if path.is_dir():
+        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if path.is_file():
+        return [path]
+    return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
+
+
+class ImagesSource(Source):
+    def __init__(self, options: ImagesOptions, ctx: SourceContext) -> None:
+        self.pattern = str(ctx.resolve(options.path))
+        self.options = options
+        self._files: list[Path] = []
+        self._position = 0
+        self._count = 0
+        self._errors = 0
+
+    def open(self) -> None:
+        self._files = list_images(self.pattern)
+        if not self._files:
+            raise SourceError(f"no images match {self.pattern!r}")
+
+    def read(self) -> Frame | None:
+        while True:
+            if self._position >= len(self._files):
+                if not self.options.loop:
+                    raise EndOfStream
+                self._position = 0
+            path = self._files[self._position]
+            self._position += 1
+            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            if image is None:
+                self._errors += 1
+                logger.warning("skipping unreadable image %s", path)
+                if self._errors >= len(self._files) and self._count == 0:
+                    raise SourceError(f"none of the images matching {self.pattern!r} can be read")
+                continue
+            frame = Frame(image, self._count, path.name)
+            self._count += 1
+            return frame
+
+    def input_errors(self) -> int:
+        return self._errors

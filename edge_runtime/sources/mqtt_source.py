@@ -1,0 +1,150 @@
+"""Sensor values arriving on an MQTT topic (JSON or plain numbers) fill a sliding window."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import threading
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Literal, Sequence
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+from edge_runtime.config.typed import at_least
+from edge_runtime.ratelimit import RateLimitedLogger
+from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.windowing import SensorDataError, SlidingWindow
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MqttSourceOptions:
+    type: str
+    topic: str
+    columns: tuple[str, ...] = ()  # JSON keys of one reading; default: the model's sensor columns
+    window: int = field(default=0, metadata=at_least(0))  # 0 = from the model
+    stride: int = field(default=1, metadata=at_least(1))
+    qos: Literal[0, 1] = 1
+    max_payload_bytes: int = field(default=65536, metadata=at_least(1))
+    fps: float = field(default=0.0, metadata=at_least(0))
+
+
+def parse_sensor_payload(payload: bytes, columns: Sequence[str]) -> list[np.ndarray]:
+    """Rows in a payload: `1.5`, `[1, 2, 3]`, `{"ax": 1, ...}`, or a JSON list of those rows."""
+    try:
+        doc: Any = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise SensorDataError("payload is neither JSON nor a number") from None
+    if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)):
+        return [_row(item, columns) for item in doc]
+    return [_row(doc, columns)]
+
+
+def _row(item: Any, columns: Sequence[str]) -> np.ndarray:
+    if isinstance(item, dict):
+        missing = [c for c in columns if c not in item]
+        if missing:
+            raise SensorDataError(f"reading has no key {', '.join(map(repr, missing))}")
+        values = [item[c] for c in columns]
+    elif isinstance(item, list):
+        values = item
+    else:
+        values = [item]
+    if len(values) != len(columns):
+        raise SensorDataError(f"reading has {len(values)} values, expected {len(columns)}")
+    for value in values:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise SensorDataError(f"value {value!r} is not a number")
+        if not math.isfinite(value):
+            raise SensorDataError(f"value {value!r} is not finite")
+    return np.asarray(values, dtype=np.float32)
+
+
+class MqttSource(Source):
+    live = True
+
+    def __init__(self, options: MqttSourceOptions, ctx: SourceContext) -> None:
+        from edge_runtime.publishing.connection import make_client
+
+        if ctx.mqtt is None:
+            raise SourceError("the mqtt source needs an [mqtt] section")
+        self.options = options
+        self.columns = options.columns or ctx.columns
+        self.window_length = options.window or ctx.window
+        if not self.columns:
+            raise SourceError("no columns: set source.columns or convert the model with sensor metadata")
+        if self.window_length < 1:
+            raise SourceError("no window length: set source.window")
+        self._window = SlidingWindow(self.window_length, len(self.columns))
+        self._since_last = options.stride
+        self._ready: deque[Frame] = deque(maxlen=1)  # live: only the newest window matters
+        self._cond = threading.Condition()
+        self._count = 0
+        self._errors = 0
+        self._warn = RateLimitedLogger(logger)
+        self._mqtt_config = ctx.mqtt
+        client_id = f"{ctx.client_id}-in-{ctx.pipeline}"
+        self._client = make_client(ctx.mqtt, client_id)
+        self._client.on_connect = self._on_connect
+        self._client.on_message = self._on_message
+        self._client.reconnect_delay_set(1, 30)
+        self._started = False
+
+    def open(self) -> None:
+        if self._started:
+            return
+        try:
+            self._client.connect_async(self._mqtt_config.host, self._mqtt_config.port,
+                                       self._mqtt_config.keepalive)
+        except (OSError, ValueError) as exc:
+            raise SourceError(f"cannot connect to the broker for {self.options.topic!r}: {exc}") from exc
+        self._client.loop_start()
+        self._started = True
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if not reason.is_failure:
+            client.subscribe(self.options.topic, qos=self.options.qos)  # again after each reconnect
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        if len(message.payload) > self.options.max_payload_bytes:
+            self._reject(message.topic, f"payload of {len(message.payload)} bytes is over "
+                         f"max_payload_bytes ({self.options.max_payload_bytes})")
+            return
+        try:
+            rows = parse_sensor_payload(message.payload, self.columns)
+        except SensorDataError as exc:
+            self._reject(message.topic, str(exc))
+            return
+        for row in rows:
+            self._window.push(row)
+            self._since_last += 1
+            if self._window.full and self._since_last >= self.options.stride:
+                self._since_last = 0
+                with self._cond:
+                    self._ready.append(Frame(self._window.snapshot(), self._count, message.topic))
+                    self._count += 1
+                    self._cond.notify()
+
+    def _reject(self, topic: str, reason: str) -> None:
+        self._errors += 1
+        self._warn.warning(topic, "%s: skipping bad sensor payload: %s", topic, reason)
+
+    def read(self) -> Frame | None:
+        with self._cond:
+            if not self._ready:
+                self._cond.wait(timeout=0.5)
+            return self._ready.popleft() if self._ready else None
+
+    def close(self) -> None:
+        if self._started:
+            self._client.disconnect()
+            self._client.loop_stop()
+            self._started = False
+
+    def input_errors(self) -> int:
+        return self._errors

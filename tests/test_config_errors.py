@@ -1,0 +1,152 @@
+"""Bad configs and bad model files: exit code 2 and one line naming the file and key at fault."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from conftest import DIGITS_INT8, digits_pipeline, edge_runtime, write_config
+
+
+def check(config: Path) -> tuple[int, str]:
+    done = edge_runtime("check", "--config", str(config))
+    return done.returncode, done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
+
+
+def config_with(tmp_path: Path, **changes) -> Path:
+    pipeline = digits_pipeline()
+    for section, values in changes.items():
+        pipeline.setdefault(section, {}).update(values)
+    return write_config(tmp_path / "config.toml", None, [pipeline])
+
+
+def test_missing_model_file(tmp_path):
+    code, line = check(config_with(tmp_path, model={"path": "x.tflite"}))
+    assert code == 2
+    assert line.startswith(f"error: {tmp_path / 'config.toml'}: pipelines[0].model.path: no such file")
+    assert "x.tflite" in line
+
+
+@pytest.mark.parametrize("content,reason", [
+    (b"", "file is empty"),
+    (b"this is not a model at all", "not a TFLite model"),
+])
+def test_model_file_that_is_not_a_model(tmp_path, content, reason):
+    bad = tmp_path / "bad.tflite"
+    bad.write_bytes(content)
+    code, line = check(config_with(tmp_path, model={"path": str(bad)}))
+    assert code == 2
+    assert "pipelines[0].model.path:" in line and reason in line and "bad.tflite" in line
+
+
+def test_truncated_model_file(tmp_path):
+    truncated = tmp_path / "truncated.tflite"
+    truncated.write_bytes(DIGITS_INT8.read_bytes()[:3000])
+    code, line = check(config_with(tmp_path, model={"path": str(truncated)}))
+    assert code == 2
+    assert "pipelines[0].model.path:" in line and "truncated.tflite" in line
+
+
+def test_unknown_key_names_the_path_and_the_valid_keys(tmp_path):
+    code, line = check(config_with(tmp_path, source={"colour": "red"}))
+    assert code == 2
+    assert "pipelines[0].source.colour: unknown key (expected one of: fps, loop, path, type)" in line
+
+
+def test_wrong_type(tmp_path):
+    code, line = check(config_with(tmp_path, source={"fps": "fast"}))
+    assert code == 2
+    assert "pipelines[0].source.fps: expected a number, got str 'fast'" in line
+
+
+def test_negative_value(tmp_path):
+    code, line = check(config_with(tmp_path, model={"threads": 0}))
+    assert code == 2
+    assert "pipelines[0].model.threads: must be >= 1, got 0" in line
+
+
+def test_unknown_source_type(tmp_path):
+    code, line = check(config_with(tmp_path, source={"type": "webcam"}))
+    assert code == 2
+    assert "pipelines[0].source.type: unknown source type 'webcam'" in line
+
+
+def test_color_that_does_not_fit_the_model_input(tmp_path):
+    # The digits model takes 1 channel; rgb makes 3.
+    code, line = check(config_with(tmp_path, preprocess={"color": "rgb"}))
+    assert code == 2
+    assert "pipelines[0].preprocess:" in line
+    assert "color 'rgb' gives 3 channel(s)" in line and "has 1" in line
+
+
+def test_mean_with_the_wrong_number_of_channels(tmp_path):
+    code, line = check(config_with(tmp_path, preprocess={"mean": [1.0, 2.0, 3.0]}))
+    assert code == 2
+    assert "pipelines[0].preprocess: mean has 3 values but the model input has 1 channels" in line
+
+
+def test_labels_file_missing_and_too_short(tmp_path):
+    code, line = check(config_with(tmp_path, postprocess={"labels": "labels.txt"}))
+    assert code == 2
+    assert "pipelines[0].postprocess.labels: no such file" in line
+    (tmp_path / "labels.txt").write_text("zero\none\n")
+    code, line = check(config_with(tmp_path, postprocess={"labels": "labels.txt"}))
+    assert code == 2
+    assert "pipelines[0].postprocess: 2 labels for 10 classes" in line
+
+
+def test_unknown_task_option(tmp_path):
+    code, line = check(config_with(tmp_path, postprocess={"top_k": 2, "iou": 0.5}))
+    assert code == 2
+    assert "pipelines[0].postprocess.iou: unknown key" in line
+
+
+def test_duplicate_pipeline_names(tmp_path):
+    config = write_config(tmp_path / "c.toml", None, [digits_pipeline(), digits_pipeline()])
+    code, line = check(config)
+    assert code == 2 and "pipelines[1].name: duplicate pipeline name 'digits'" in line
+
+
+def test_pipeline_name_unsafe_for_topics(tmp_path):
+    config = write_config(tmp_path / "c.toml", None, [digits_pipeline(name="front/door")])
+    code, line = check(config)
+    assert code == 2 and "pipelines[0].name:" in line and "MQTT topics" in line
+
+
+def test_password_file_missing(tmp_path):
+    config = write_config(tmp_path / "c.toml", None, [digits_pipeline()],
+                          mqtt_extra={"username": "pi", "password_file": "secret"})
+    code, line = check(config)
+    assert code == 2 and "mqtt.password_file: no such file" in line
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[device\nid = 1\n")
+    code, line = check(bad)
+    assert code == 2 and f"{bad}: not valid TOML" in line
+    code, line = check(tmp_path / "absent.toml")
+    assert code == 2 and "absent.toml: no such file" in line
+
+
+def test_no_pipelines(tmp_path):
+    config = tmp_path / "c.toml"
+    config.write_text("[device]\nid = 'x'\n")
+    code, line = check(config)
+    assert code == 2 and "pipelines: at least one [[pipelines]] table is required" in line
+
+
+def test_run_refuses_a_bad_config_before_starting(tmp_path):
+    config = config_with(tmp_path, model={"path": "x.tflite"})
+    done = edge_runtime("run", "--config", str(config))
+    assert done.returncode == 2
+    assert "pipelines[0].model.path: no such file" in done.stderr
+
+
+def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+    shutil.copy(DIGITS_INT8, tmp_path / "m.tflite")
+    config = config_with(tmp_path, model={"path": "m.tflite"})
+    code, _ = check(config)
+    assert code == 0

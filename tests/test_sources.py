@@ -1,0 +1,126 @@
+"""Sources and the frame hand-over: real files, real broker, garbage inputs."""
+
+from __future__ import annotations
+
+import threading
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import DIGITS_INT8, VIBRATION_MODEL, digits_pipeline, wait_until, write_config
+from edge_runtime.pipeline.slot import FrameSlot
+from edge_runtime.sources.base import EndOfStream, Frame, SourceContext
+from edge_runtime.sources.images import ImagesOptions, ImagesSource
+from edge_runtime.sources.mqtt_source import parse_sensor_payload
+from edge_runtime.sources.video import VideoOptions, VideoSource
+from edge_runtime.sources.windowing import SensorDataError, csv_windows
+
+
+def test_live_slot_keeps_only_the_newest_frame_and_counts_drops():
+    slot = FrameSlot(live=True)
+    for i in range(5):
+        assert slot.put(Frame(np.zeros(1), i), timeout=0)
+    assert slot.get(0).index == 4
+    assert slot.dropped == 4
+
+
+def test_file_slot_waits_instead_of_dropping():
+    slot = FrameSlot(live=False)
+    assert slot.put(Frame(np.zeros(1), 0), timeout=0)
+    assert not slot.put(Frame(np.zeros(1), 1), timeout=0.05)
+    got = []
+    consumer = threading.Thread(target=lambda: got.extend([slot.get(5), slot.get(5)]))
+    consumer.start()
+    assert slot.put(Frame(np.zeros(1), 1), timeout=5)
+    consumer.join(5)
+    assert [f.index for f in got] == [0, 1] and slot.dropped == 0
+
+
+def test_images_source_skips_unreadable_files(tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), np.zeros((4, 4, 3), np.uint8))
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    cv2.imwrite(str(tmp_path / "c.png"), np.zeros((4, 4, 3), np.uint8))
+    source = ImagesSource(ImagesOptions("images", str(tmp_path)), SourceContext(tmp_path, "p"))
+    source.open()
+    names = [source.read().name, source.read().name]
+    with pytest.raises(EndOfStream):
+        source.read()
+    assert names == ["a.png", "c.png"] and source.input_errors() == 1
+
+
+def test_video_file_source_reads_every_frame_and_loops(tmp_path):
+    path = tmp_path / "clip.avi"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 10, (32, 24))
+    for i in range(6):
+        writer.write(np.full((24, 32, 3), i * 40, np.uint8))
+    writer.release()
+    source = VideoSource(VideoOptions("video", str(path), loop=True), SourceContext(tmp_path, "p"))
+    source.open()
+    frames = [source.read() for _ in range(8)]
+    assert frames[0].data.shape == (24, 32, 3)
+    assert abs(int(frames[6].data.mean()) - int(frames[0].data.mean())) < 5  # looped to the start
+    source.close()
+
+
+@pytest.mark.parametrize("payload,rows", [
+    (b"1.5", [[1.5]]),
+    (b'{"x": 1, "y": 2}', [[1, 2]]),
+    (b"[1, 2]", [[1, 2]]),
+    (b'[{"x": 1, "y": 2}, {"x": 3, "y": 4}]', [[1, 2], [3, 4]]),
+])
+def test_sensor_payload_forms(payload, rows):
+    columns = ("x",) if rows[0] == [1.5] else ("x", "y")
+    assert [r.tolist() for r in parse_sensor_payload(payload, columns)] == rows
+
+
+@pytest.mark.parametrize("payload,reason", [
+    (b"\xff\xfe", "neither JSON nor a number"),
+    (b"hello", "neither JSON nor a number"),
+    (b'{"x": 1}', "no key 'y'"),
+    (b'{"x": "1", "y": 2}', "not a number"),
+    (b"[1, 2, 3]", "3 values, expected 2"),
+    (b'{"x": NaN, "y": 2}', "not finite"),
+    (b'{"x": true, "y": 2}', "not a number"),
+])
+def test_sensor_payload_garbage_is_rejected(payload, reason):
+    with pytest.raises(SensorDataError, match=reason):
+        parse_sensor_payload(payload, ("x", "y"))
+
+
+def test_csv_windows_name_the_bad_line(tmp_path):
+    path = tmp_path / "s.csv"
+    path.write_text("a,b\n1,2\n3,4\n5,oops\n")
+    with pytest.raises(SensorDataError, match=r"s.csv:4: 'oops' is not a number"):
+        list(csv_windows(path, ["a", "b"], window=2))
+    with pytest.raises(SensorDataError, match="no column 'c'"):
+        list(csv_windows(path, ["a", "c"], window=2))
+
+
+def test_mqtt_sensor_source_survives_garbage(tmp_path, mosquitto, subscribe, start_daemon):
+    """Good readings around bad ones still produce results; the daemon keeps running."""
+    import paho.mqtt.client as mqtt
+
+    sub = subscribe("edge/test-pi/vib/result")
+    config = write_config(tmp_path / "c.toml", mosquitto, [{
+        "name": "vib",
+        "source": {"type": "mqtt", "topic": "sensors/vib", "max_payload_bytes": 4096},
+        "model": {"path": str(VIBRATION_MODEL)},
+    }])
+    daemon = start_daemon(config)
+    wait_until(lambda: "connected to broker" in daemon.log, 30)
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    import time
+    time.sleep(1.0)  # let the source's subscription settle
+    garbage = [b"\x00\xff", b"not json", b'{"ax": 1}', b'{"ax": NaN, "ay": 0, "az": 1}',
+               b"x" * 10000, b"[1, 2]"]
+    for i in range(40):
+        pub.publish("sensors/vib", f'{{"ax": 0.0, "ay": 0.0, "az": {1.0 + 0.01 * (i % 3)}}}', qos=1)
+        pub.publish("sensors/vib", garbage[i % len(garbage)], qos=1).wait_for_publish(5)
+    results = wait_until(lambda: sub.json_on("edge/test-pi/vib/result"), 30)
+    assert results[0]["classes"][0]["label"] == "idle"
+    assert daemon.process.poll() is None
+    assert "skipping bad sensor payload" in daemon.log
+    pub.loop_stop()
