@@ -1,0 +1,262 @@
+"""The real unit file, run by a real systemd, with the real interpreter: does the hardening hold?
+
+No systemd is PID 1 here (containers, CI), so each test boots systemd 252+ as PID 1 of a fresh PID
+and mount namespace (`unshare`), with a tmpfs over /run and /var/lib, and a target that starts only
+edge-runtime.service. The unit is systemd/edge-runtime.service unchanged, plus a drop-in that
+points ExecStart at this checkout's interpreter and sends output to a log file. Everything the
+sandbox forbids (seccomp filter, MemoryDenyWriteExecute, address families, read-only file system,
+no capabilities) is in force.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+UNIT = REPO / "systemd" / "edge-runtime.service"
+SYSTEMD = Path("/lib/systemd/systemd")
+PAYLOAD = "/run/edge-test"  # where the service sees the test's files (PrivateTmp hides /tmp)
+
+BOOT = """#!/bin/sh
+# PID 1 of a new PID + mount namespace: private /run and /var/lib, then systemd.
+set -e
+mount -t tmpfs -o mode=0755 tmpfs /run
+mount -t tmpfs -o mode=0755 tmpfs /var/lib
+mkdir -p /run/systemd/system
+cp -r "$1/units/." /run/systemd/system/
+cp -r "$1/payload" {payload}
+chmod -R a+rX {payload}
+export container=edge-runtime-test
+exec {systemd} --system --unit=edge-test.target --log-target=console --log-level=info
+"""
+
+TARGET = """[Unit]
+Description=edge-runtime sandbox test
+DefaultDependencies=no
+Wants=edge-runtime.service
+"""
+
+
+def _skip_reason() -> str | None:
+    if sys.platform != "linux" or os.geteuid() != 0:
+        return "needs root on Linux to boot systemd in a namespace"
+    if not SYSTEMD.exists() or shutil.which("unshare") is None or shutil.which("nsenter") is None:
+        return "needs systemd, unshare and nsenter (apt-get install systemd util-linux)"
+    return None
+
+
+def _world_readable(path: Path) -> bool:
+    """Can an unprivileged user reach `path` (every parent searchable, the file readable)?"""
+    path = path.resolve()
+    for parent in [*reversed(path.parents), path]:
+        mode = parent.stat().st_mode
+        if stat.S_ISDIR(mode) and not mode & stat.S_IXOTH:
+            return False
+    return bool(path.stat().st_mode & stat.S_IROTH)
+
+
+def service_user() -> str:
+    """`nobody` when it can run this checkout's interpreter; else root (with no capabilities, as
+    CapabilityBoundingSet= is empty), e.g. for a pyenv interpreter under /root."""
+    paths = [Path(sys.executable), Path(sys.base_prefix), REPO / "edge_runtime" / "__init__.py"]
+    return "nobody" if all(_world_readable(p) for p in paths) else "root"
+
+
+def _hidden_by_protect_home(path: Path) -> bool:
+    resolved = str(path.resolve())
+    return any(resolved == p or resolved.startswith(p + "/") for p in ("/root", "/home", "/run/user"))
+
+
+def drop_in(exec_args: list[str], log: Path, user: str) -> str:
+    lines = [
+        "[Unit]",
+        "DefaultDependencies=no",
+        "After=",
+        "Wants=",
+        # What DefaultDependencies=yes would give: stopped (SIGTERM) when the test powers off.
+        "Conflicts=shutdown.target",
+        "Before=shutdown.target",
+        "[Service]",
+        "ExecStart=",
+        "ExecStart=" + " ".join(exec_args),
+        f"Environment=PYTHONPATH={REPO}",
+        f"StandardOutput=append:{log}",
+        f"StandardError=append:{log}",
+        "Restart=no",
+        # /etc/edge-runtime would be created on the host: the config comes from the payload.
+        "ConfigurationDirectory=",
+        f"User={user}",
+    ]
+    if user == "root":
+        lines.append("Group=root")
+    # An interpreter or checkout under /root or /home (pyenv, CI clones) would be hidden by
+    # ProtectHome=yes: keep them hidden except for exactly those paths, read-only.
+    hidden = [p for p in (Path(sys.base_prefix), Path(sys.prefix), REPO) if _hidden_by_protect_home(p)]
+    if hidden:
+        lines.append("ProtectHome=tmpfs")
+        lines.append("BindReadOnlyPaths=" + " ".join(str(p.resolve()) for p in hidden))
+    return "\n".join(lines) + "\n"
+
+
+@dataclass
+class BootedSystemd:
+    pid: int  # systemd's PID on the host
+    log: Path
+
+    def systemctl(self, *args: str) -> str:
+        return subprocess.run(
+            ["nsenter", "-t", str(self.pid), "-m", "-p", "systemctl", *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        ).stdout
+
+    def show(self, *props: str) -> dict[str, str]:
+        out = self.systemctl("show", "edge-runtime.service", "-p", ",".join(props))
+        return dict(line.split("=", 1) for line in out.splitlines() if "=" in line)
+
+    def wait_state(self, deadline: float = 120) -> dict[str, str]:
+        """Poll until the service left 'activating' (it got READY=1, or it failed)."""
+        end = time.monotonic() + deadline
+        while True:
+            state = self.show("ActiveState", "SubState", "StatusText", "Result", "MainPID")
+            if state.get("ActiveState") not in (None, "", "activating", "inactive") or time.monotonic() > end:
+                return state
+            time.sleep(0.2)
+
+    def service_log(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+
+@pytest.fixture
+def boot_systemd() -> Iterator:
+    reason = _skip_reason()
+    if reason:
+        pytest.skip(reason)
+    procs: list[subprocess.Popen[bytes]] = []
+    # Not under pytest's tmp_path: boot.sh copies the payload from here, and a 0700 parent would
+    # make no difference to root, but a world-readable dir keeps the service user question simple.
+    workdir = Path(tempfile.mkdtemp(prefix="edge-runtime-sandbox-"))
+    os.chmod(workdir, 0o755)
+
+    def boot(exec_args: list[str], payload: dict[str, bytes]) -> BootedSystemd:
+        units = workdir / "units"
+        (units / "edge-runtime.service.d").mkdir(parents=True)
+        shutil.copy(UNIT, units / "edge-runtime.service")
+        log = workdir / "service.log"
+        (units / "edge-runtime.service.d" / "test.conf").write_text(drop_in(exec_args, log, service_user()))
+        (units / "edge-test.target").write_text(TARGET)
+        for name, data in payload.items():
+            target = workdir / "payload" / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        (workdir / "payload").mkdir(exist_ok=True)
+        script = workdir / "boot.sh"
+        script.write_text(BOOT.format(payload=PAYLOAD, systemd=SYSTEMD))
+        script.chmod(0o755)
+        proc = subprocess.Popen(
+            ["unshare", "--pid", "--fork", "--mount", "--uts", "--mount-proc", "--propagation", "private",
+             str(script), str(workdir)],
+            stdout=open(workdir / "systemd.log", "wb"),
+            stderr=subprocess.STDOUT,
+        )
+        procs.append(proc)
+        end = time.monotonic() + 30
+        while True:  # systemd is unshare's only child; wait for its private bus socket
+            children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+            pids = children.read_text().split() if children.exists() else []
+            if pids:
+                booted = BootedSystemd(int(pids[0]), log)
+                if "ActiveState" in booted.systemctl("show", "edge-test.target", "-p", "ActiveState"):
+                    return booted
+            if proc.poll() is not None or time.monotonic() > end:
+                pytest.fail("systemd did not boot:\n" + (workdir / "systemd.log").read_text(errors="replace"))
+            time.sleep(0.2)
+
+    yield boot
+    for proc in procs:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        for pid in children.read_text().split() if children.exists() else []:
+            os.kill(int(pid), signal.SIGRTMIN + 4)  # systemd's "poweroff": stops units, then exits
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+PROBE = b'''
+"""Load and run both example models with the runtime the daemon uses, then report READY."""
+import mmap, signal, threading, sys
+import cv2, numpy as np, paho.mqtt.client as mqtt
+from edge_runtime.model.runtime import select_runtime
+from edge_runtime.model.tflite_model import TfliteModel
+from edge_runtime.supervision.sd_notify import SystemdNotifier
+
+runtime = select_runtime()
+image = cv2.imdecode(np.frombuffer(open(sys.argv[1], "rb").read(), np.uint8), cv2.IMREAD_GRAYSCALE)
+outputs = []
+for path in sys.argv[2:]:
+    model = TfliteModel(path, runtime, threads=2)  # two threads: XNNPACK's thread pool too
+    spec = model.inputs[0]
+    model.set_input(0, np.zeros(spec.shape, dtype=spec.dtype))
+    model.invoke()
+    outputs.append(int(np.argmax(model.output(0))))
+client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)  # imports and builds the MQTT client too
+stop = threading.Event()
+signal.signal(signal.SIGTERM, lambda *_: stop.set())
+try:  # MemoryDenyWriteExecute=yes must refuse writable+executable memory
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC).close()
+    wx = "allowed"
+except PermissionError:
+    wx = "denied"
+notifier = SystemdNotifier.from_env()
+notifier.ready(f"probe ok: {runtime.describe()} image {image.shape} argmax {outputs} wx {wx}")
+while not stop.wait(0.5):  # a bare wait() would not run the handler promptly
+    pass
+notifier.stopping()
+'''
+
+
+def test_hardened_unit_runs_the_interpreter(boot_systemd) -> None:
+    digits = REPO / "examples" / "digits"
+    sample = sorted((digits / "samples").glob("*.png"))[0]
+    booted = boot_systemd(
+        [sys.executable, f"{PAYLOAD}/probe.py", f"{PAYLOAD}/sample.png",
+         f"{PAYLOAD}/digits_int8.tflite", f"{PAYLOAD}/digits_float.tflite"],
+        {
+            "probe.py": PROBE,
+            "sample.png": sample.read_bytes(),
+            "digits_int8.tflite": (digits / "digits_int8.tflite").read_bytes(),
+            "digits_float.tflite": (digits / "digits_float.tflite").read_bytes(),
+        },
+    )
+    state = booted.wait_state()
+    assert state["ActiveState"] == "active", f"{state}\n{booted.service_log()}"
+    assert state["StatusText"].startswith("probe ok"), state
+    assert state["StatusText"].endswith("wx denied"), state  # and yet the interpreter ran
+    # MainPID is in systemd's PID namespace; the host's view is systemd's only child.
+    mainpid = _host_pid_of_service(booted)
+    status = Path(f"/proc/{mainpid}/status").read_text()
+    assert "Seccomp:\t2" in status and "NoNewPrivs:\t1" in status  # the filters really are on
+    assert "CapEff:\t0000000000000000" in status
+    assert "Error in cpuinfo" not in booted.service_log()  # XNNPACK needs /proc/cpuinfo
+
+
+def _host_pid_of_service(booted: BootedSystemd) -> int:
+    for child in Path(f"/proc/{booted.pid}/task/{booted.pid}/children").read_text().split():
+        return int(child)
+    raise AssertionError("service process not found")
