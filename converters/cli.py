@@ -1,0 +1,164 @@
+"""edge-convert: trained model in, verified (quantized) .tflite with embedded metadata out.
+
+Exit status: 0 written (or --compare done), 1 conversion or verification failed (nothing
+written), 2 bad input or options.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from converters.errors import ConversionFailed, ConvertError
+from converters.modes import MODE_NAMES, MODES
+from edge_runtime.postprocessing.registry import TASKS
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _floats(text: str) -> list[float]:
+    try:
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+
+
+def _names(text: str) -> tuple[str, ...]:
+    return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def build_parser() -> argparse.ArgumentParser:
+    modes = "; ".join(f"{m.name}: {m.description}" for m in MODES.values())
+    parser = argparse.ArgumentParser(
+        prog="edge-convert",
+        description="Convert a Keras model or SavedModel to a verified .tflite with embedded "
+                    "edge-runtime metadata.",
+        epilog="Exit status: 0 written, 1 conversion or verification failed (nothing written), "
+               "2 bad input.",
+    )
+    parser.add_argument("model", type=Path, help="Keras .keras/.h5 file or SavedModel folder")
+    parser.add_argument("-o", "--output", type=Path, help="the .tflite file to write")
+    parser.add_argument("--quantize", choices=MODE_NAMES, default="none", help=modes)
+    parser.add_argument("--io-type", choices=("int8", "uint8", "float32", "int16"),
+                        help="input/output tensor type for int8 (default int8) and int16x8 "
+                             "(default float32)")
+    parser.add_argument("--compare", action="store_true",
+                        help="convert and verify every mode, print a table, write no model")
+    data = parser.add_argument_group("data")
+    data.add_argument("--calibration-data", type=Path,
+                      help="folder of images, .npy/.npz of inputs, or sensor .csv")
+    data.add_argument("--validation-data", type=Path,
+                      help="like --calibration-data; class subfolders or a 'y' array give labels")
+    data.add_argument("--validation-labels", type=Path,
+                      help="labels for --validation-data: .npy/.npz, or text/CSV one per line")
+    data.add_argument("--labels", type=Path, help="class names, one per line (stored in the model)")
+    data.add_argument("--calibration-samples", type=int, default=200,
+                      help="use at most this many calibration samples (default 200)")
+    data.add_argument("--validation-samples", type=int,
+                      help="use at most this many validation samples (default all)")
+    pre = parser.add_argument_group("preprocessing (stored in the model; the device uses the same)")
+    pre.add_argument("--task", default="classification", choices=tuple(TASKS),
+                     help="what the daemon does with the outputs (default classification)")
+    pre.add_argument("--color", choices=("rgb", "bgr", "gray"),
+                     help="channel order the model wants (default: rgb, gray for 1 channel)")
+    pre.add_argument("--resize", choices=("stretch", "letterbox", "center-crop"))
+    pre.add_argument("--mean", type=_floats, help="subtracted per channel, e.g. 127.5 or 124,117,104")
+    pre.add_argument("--std", type=_floats, help="divisor per channel, e.g. 127.5")
+    pre.add_argument("--layout", choices=("nhwc", "nchw"))
+    pre.add_argument("--columns", type=_names, default=(),
+                     help="sensor models: CSV columns in model order, e.g. ax,ay,az")
+    pre.add_argument("--window", type=int, help="sensor models: rows per window "
+                                                "(default: from the input shape)")
+    pre.add_argument("--stride", type=int, default=1, help="sensor CSV: rows between windows")
+    pre.add_argument("--label-column", help="sensor CSV: column with each row's class")
+    post = parser.add_argument_group("postprocessing (stored in the model)")
+    post.add_argument("--top-k", type=int)
+    post.add_argument("--threshold", type=float)
+    check = parser.add_argument_group("verification")
+    check.add_argument("--max-accuracy-drop", type=float,
+                       help="fail (exit 1, nothing written) if top-1 accuracy, or agreement when "
+                            "unlabeled, drops by more than this fraction (0.01 = 1 point)")
+    check.add_argument("--report", type=Path, help="write the verification report as JSON")
+    check.add_argument("--plot", type=Path, help="with --compare: draw accuracy vs latency vs "
+                                                 "size (needs matplotlib)")
+    check.add_argument("--tflite-runtime-python", help="a Python with tflite-runtime 2.14 to "
+                       "check the model on (or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON)")
+    check.add_argument("--timeout", type=float, default=1800.0,
+                       help="seconds without progress before a conversion is stopped")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true")
+    return parser
+
+
+def options_from_args(args: argparse.Namespace) -> Any:
+    from converters.convert import Options
+
+    preprocess = {k: getattr(args, k) for k in ("color", "resize", "mean", "std", "layout")
+                  if getattr(args, k) is not None}
+    return Options(
+        model=args.model,
+        output=args.output,
+        modes=MODE_NAMES if args.compare else (args.quantize,),
+        io_type=args.io_type,
+        calibration_data=args.calibration_data,
+        validation_data=args.validation_data,
+        validation_labels=args.validation_labels,
+        labels_file=args.labels,
+        task=args.task,
+        preprocess=preprocess,
+        columns=args.columns,
+        window=args.window,
+        stride=max(1, args.stride),
+        label_column=args.label_column,
+        calibration_samples=args.calibration_samples,
+        validation_samples=args.validation_samples,
+        max_accuracy_drop=args.max_accuracy_drop,
+        top_k=args.top_k,
+        threshold=args.threshold,
+        tflite_runtime_python=args.tflite_runtime_python,
+        timeout_s=args.timeout,
+        progress=not args.no_progress,
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    if args.plot and not args.compare:
+        parser.error("--plot draws the --compare table; add --compare")
+    from converters.convert import run
+
+    try:
+        result = run(options_from_args(args))
+    except ConvertError as exc:
+        print(f"edge-convert: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConversionFailed as exc:
+        print(f"edge-convert: failed: {exc}", file=sys.stderr)
+        return EXIT_FAILED
+    print(result.report.table())
+    if args.report:
+        result.report.write_json(args.report)
+    if args.plot:
+        from converters.plot import plot_report
+
+        if plot_report(result.report, args.plot):
+            print(f"plot: {args.plot}")
+        else:
+            print("plot: skipped (matplotlib is not installed: pip install 'edge-runtime[plot]')")
+    if result.written:
+        print(f"wrote {result.written}")
+    if result.exit_code != EXIT_OK:
+        print(f"edge-convert: failed: {result.message}", file=sys.stderr)
+    return result.exit_code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,357 @@
+"""The conversion pipeline: load, read data, convert per mode, verify, embed metadata, write.
+
+`run(options)` returns the report and the exit status; converters.cli only parses arguments
+and prints.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from importlib import metadata as importlib_metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.conversion import ConversionJob, convert_all
+from converters.data import Dataset, InputSettings, load_dataset, read_labels_file
+from converters.errors import ConversionFailed, ConvertError
+from converters.loaders import SourceModel, find_loader, source_sha256
+from converters.metadata_writer import embed_metadata
+from converters.modes import MODE_NAMES, MODES, resolve_io_type
+from converters.progress import Progress
+from converters.report import ModeReport, Report
+from converters.runtime_check import check, targets
+from converters.verify import TfliteRun, reference_accuracy, run_tflite, score
+from edge_runtime.model.metadata import ModelMetadata, read_model_metadata
+from edge_runtime.model.runtime import select_runtime
+from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.postprocessing.registry import TASKS as DAEMON_TASKS
+from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
+
+logger = logging.getLogger(__name__)
+
+TASKS = tuple(DAEMON_TASKS)  # the daemon's task plugins: a model must name one it can run
+RANDOM_SAMPLES = 32
+VERIFY_RUNTIME = "ai-edge-litert"  # the daemon's default runtime
+
+
+@dataclass(frozen=True)
+class Options:
+    model: Path
+    output: Path | None = None
+    modes: tuple[str, ...] = ("int8",)
+    io_type: str | None = None
+    calibration_data: Path | None = None
+    validation_data: Path | None = None
+    validation_labels: Path | None = None
+    labels_file: Path | None = None
+    task: str = "classification"
+    # Only the keys the user gave: color, resize, mean, std, layout.
+    preprocess: dict[str, Any] = field(default_factory=dict)
+    columns: tuple[str, ...] = ()
+    window: int | None = None
+    stride: int = 1
+    label_column: str | None = None
+    calibration_samples: int = 200
+    validation_samples: int | None = None
+    max_accuracy_drop: float | None = None
+    top_k: int | None = None
+    threshold: float | None = None
+    tflite_runtime_python: str | None = None
+    timeout_s: float = 1800.0
+    progress: bool = True
+
+    @property
+    def compare(self) -> bool:
+        return len(self.modes) > 1
+
+
+@dataclass
+class Result:
+    report: Report
+    exit_code: int
+    written: Path | None = None
+    message: str = ""  # why nothing was written, when exit_code is not 0
+
+
+def converter_version() -> str:
+    try:
+        return importlib_metadata.version("edge-runtime")
+    except importlib_metadata.PackageNotFoundError:
+        import edge_runtime
+
+        return edge_runtime.__version__
+
+
+def read_label_names(path: Path) -> tuple[str, ...]:
+    """--labels: one class name per line (blank lines ignored)."""
+    try:
+        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
+    except OSError as exc:
+        raise ConvertError(f"labels file {path}: cannot read ({exc.strerror})") from None
+    if not names:
+        raise ConvertError(f"labels file {path}: no labels in it")
+    return names
+
+
+def _check_options(options: Options) -> dict[str, str]:
+    if not options.compare and options.output is None:
+        raise ConvertError("give the output file with -o/--output (or use --compare)")
+    if options.task not in TASKS:
+        raise ConvertError(f"--task must be one of {', '.join(TASKS)}")
+    io_types = {}
+    for mode in options.modes:
+        if mode not in MODES:
+            raise ConvertError(f"unknown --quantize {mode!r}; choose one of {', '.join(MODE_NAMES)}")
+        try:
+            io_types[mode] = resolve_io_type(mode, options.io_type if not options.compare else None)
+        except ValueError as exc:
+            raise ConvertError(str(exc)) from None
+    if options.max_accuracy_drop is not None and options.max_accuracy_drop < 0:
+        raise ConvertError("--max-accuracy-drop must be 0 or more (a fraction, 0.01 = 1 point)")
+    return io_types
+
+
+def _input_settings(options: Options, source: SourceModel) -> InputSettings:
+    given = dict(options.preprocess)
+    shape = source.input.shape
+    if "color" not in given and len(shape) == 4:
+        channels = shape[3] if given.get("layout", "nhwc") == "nhwc" else shape[1]
+        given["color"] = "gray" if channels == 1 else "rgb"
+    try:
+        spec = PreprocessSpec().updated(given)
+    except PreprocessError as exc:
+        raise ConvertError(str(exc)) from None
+    return InputSettings(source.input, spec, options.columns, options.window, options.stride,
+                         options.label_column)
+
+
+def _is_sensor(options: Options, settings: InputSettings) -> bool:
+    return bool(settings.columns)
+
+
+def _random_inputs(settings: InputSettings, sensor: bool) -> np.ndarray:
+    """Inputs for agreement checks when no data was given: random images through the daemon's
+    preprocessing, or standard-normal arrays."""
+    rng = np.random.default_rng(0)
+    x = np.zeros((RANDOM_SAMPLES, *settings.tensor.shape[1:]), settings.tensor.dtype)
+    if not sensor and len(settings.tensor.shape) == 4:
+        try:
+            preprocessor = ImagePreprocessor(settings.preprocess, settings.tensor)
+        except PreprocessError as exc:
+            raise ConvertError(str(exc)) from None
+        for i in range(RANDOM_SAMPLES):
+            frame = rng.integers(0, 256, (preprocessor.height, preprocessor.width, 3), np.uint8)
+            preprocessor(frame, x[i])
+        return x
+    x[...] = rng.standard_normal(x.shape)
+    return x
+
+
+def _metadata(options: Options, settings: InputSettings, source: SourceModel, sha256: str,
+              labels: tuple[str, ...], mode: str, io_type: str, tf_version: str,
+              verification: dict[str, Any] | None = None) -> ModelMetadata:
+    if settings.columns:
+        preprocess = {k: list(v) for k, v in settings.preprocess.to_dict().items()
+                      if k in ("mean", "std") and k in options.preprocess}
+        sensor = {"columns": list(settings.columns), "window": settings.sensor_window()}
+    else:
+        preprocess = settings.preprocess.to_dict() if len(source.input.shape) == 4 else {}
+        sensor = {}
+    postprocess: dict[str, Any] = {}
+    if options.top_k is not None:
+        postprocess["top_k"] = options.top_k
+    if options.threshold is not None:
+        postprocess["threshold"] = options.threshold
+    return ModelMetadata(
+        task=options.task,
+        labels=labels,
+        preprocess=preprocess,
+        postprocess=postprocess,
+        sensor=sensor,
+        source={"file": source.path.name, "sha256": sha256, "framework": source.framework},
+        converter={"name": "edge-convert", "version": converter_version(),
+                   "tensorflow": tf_version, "quantize": mode, "io_type": io_type},
+        verification={"report": verification} if verification else {},
+    )
+
+
+def run(options: Options) -> Result:
+    io_types = _check_options(options)
+    progress = Progress(options.progress)
+    loader = find_loader(options.model)
+    known_labels = read_label_names(options.labels_file) if options.labels_file else ()
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    started = time.monotonic()
+    source = loader.load(options.model)
+    sha256 = source_sha256(options.model)
+    settings = _input_settings(options, source)
+    sensor = _is_sensor(options, settings)
+    logger.info("loaded %s (%s), input %s %s", options.model, loader.name,
+                list(source.input.shape), source.input.dtype)
+
+    needs_calibration = any(MODES[m].needs_calibration for m in options.modes)
+    calibration: Dataset | None = None
+    if options.calibration_data is not None:
+        calibration = load_dataset(options.calibration_data, settings, known_labels,
+                                   options.calibration_samples, progress, "calibration")
+    elif needs_calibration and not options.compare:
+        raise ConvertError(f"--quantize {options.modes[0]} needs --calibration-data "
+                           f"(a few hundred typical inputs)")
+
+    note = ""
+    if options.validation_data is not None:
+        validation = load_dataset(options.validation_data, settings, known_labels,
+                                  options.validation_samples, progress, "validation")
+    elif calibration is not None:
+        validation = calibration
+        note = "no --validation-data: verified on the calibration data"
+    else:
+        validation = Dataset(_random_inputs(settings, sensor), None, "random inputs")
+        note = (f"no --validation-data: agreement measured on {RANDOM_SAMPLES} random inputs, "
+                f"which says little about accuracy")
+    if options.validation_labels is not None:
+        labels_array, names = read_labels_file(options.validation_labels, known_labels)
+        if len(labels_array) != len(validation):
+            raise ConvertError(f"validation labels {options.validation_labels}: "
+                               f"{len(labels_array)} labels for {len(validation)} samples")
+        validation.labels, validation.class_names = labels_array, names or validation.class_names
+        validation.origin += f", labels from {options.validation_labels}"
+    labels = tuple(known_labels) or validation.class_names
+    classification = options.task == "classification"
+
+    reference = source.predict(validation.x)
+    ref_accuracy = reference_accuracy(reference, validation.labels) if classification else None
+    if options.max_accuracy_drop is not None and (not classification or reference[0].reshape(
+            len(validation), -1).shape[1] < 2):
+        raise ConvertError("--max-accuracy-drop needs a classification model with class scores")
+
+    report = Report(
+        source={"file": source.path.name, "path": str(source.path), "sha256": sha256,
+                "framework": source.framework, "loader": loader.name},
+        input={"shape": list(source.input.shape), "dtype": source.input.dtype.name},
+        task=options.task,
+        validation={"origin": validation.origin, "samples": len(validation),
+                    "labeled": validation.labels is not None,
+                    "reference_accuracy": ref_accuracy, "note": note},
+        calibration=({"origin": calibration.origin, "samples": len(calibration)}
+                     if calibration is not None else None),
+        converter={"name": "edge-convert", "version": converter_version(),
+                   "tensorflow": tf.__version__},
+    )
+    jobs = []
+    for mode in options.modes:
+        if MODES[mode].needs_calibration and calibration is None:
+            report.modes.append(ModeReport(mode, io_types[mode], "skipped",
+                                           "needs --calibration-data"))
+        else:
+            jobs.append(ConversionJob(mode, io_types[mode]))
+    runtime = select_runtime(VERIFY_RUNTIME)
+    with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
+        workdir = Path(tmp)
+        outcomes = convert_all(loader.name, options.model, jobs,
+                               calibration.x if calibration is not None else None, workdir,
+                               progress, options.timeout_s)
+        verified: dict[str, bytes] = {}
+        for outcome in outcomes:
+            mode, io_type = outcome.job.mode, outcome.job.io_type
+            entry = ModeReport(mode, io_type)
+            report.modes.append(entry)
+            if outcome.model_bytes is None:
+                entry.status, entry.message = "failed", outcome.error or "conversion failed"
+                continue
+            metadata = _metadata(options, settings, source, sha256, labels, mode, io_type,
+                                 tf.__version__)
+            candidate = workdir / f"{mode}-with-metadata.tflite"
+            candidate.write_bytes(embed_metadata(outcome.model_bytes, metadata))
+            _verify(entry, candidate, runtime, validation, reference, ref_accuracy,
+                    classification, options, workdir, progress)
+            if entry.status == "ok":
+                verification = _verification_doc(entry, report)
+                final = _metadata(options, settings, source, sha256, labels, mode, io_type,
+                                  tf.__version__, verification)
+                verified[mode] = embed_metadata(outcome.model_bytes, final)
+        report.modes.sort(key=lambda m: MODE_NAMES.index(m.mode))
+        logger.info("converted and verified in %.1f s", time.monotonic() - started)
+        if options.compare:
+            ok = any(m.status == "ok" for m in report.modes)
+            return Result(report, 0 if ok else 1, None, "" if ok else "no mode passed")
+        entry = report.modes[0]
+        if entry.status != "ok":
+            return Result(report, 1, None, f"--quantize {entry.mode}: {entry.message}; "
+                                           f"{options.output} was not written")
+        assert options.output is not None
+        written = _write(options.output, verified[entry.mode], runtime)
+        report.output = str(written)
+        return Result(report, 0, written)
+
+
+def _verify(entry: ModeReport, candidate: Path, runtime: Any, validation: Dataset,
+            reference: list[np.ndarray], ref_accuracy: float | None, classification: bool,
+            options: Options, workdir: Path, progress: Progress) -> None:
+    """Fill `entry` from running `candidate` like the daemon would; mark it rejected on failure."""
+    try:
+        model, run_ = run_tflite(candidate, runtime, validation.x, progress, entry.mode)
+    except (ModelLoadError, ValueError) as exc:
+        entry.status, entry.message = "failed", f"the daemon's loader rejects it: {exc}"
+        return
+    scores = score(run_.outputs, reference, validation.labels, classification)
+    entry.size_bytes = candidate.stat().st_size
+    entry.accuracy, entry.agreement = scores.accuracy, scores.agreement
+    entry.max_abs_diff, entry.mean_abs_diff = scores.max_abs_diff, scores.mean_abs_diff
+    entry.latency_ms = run_.latency_ms
+    if scores.accuracy is not None and ref_accuracy is not None:
+        entry.accuracy_drop = ref_accuracy - scores.accuracy
+    elif scores.agreement is not None:
+        entry.accuracy_drop = 1.0 - scores.agreement
+    _runtime_checks(entry, candidate, model, run_, options, workdir)
+    limit = options.max_accuracy_drop
+    if limit is not None and entry.accuracy_drop is not None and entry.accuracy_drop > limit + 1e-9:
+        what = "accuracy" if scores.accuracy is not None else "agreement with the source model"
+        entry.status = "rejected"
+        entry.message = (f"{what} dropped by {entry.accuracy_drop:.2%}, more than "
+                         f"--max-accuracy-drop {limit:.2%}")
+    failed = [c for c in entry.runtime_checks if c.status == "failed"]
+    if failed and entry.status == "ok":
+        entry.status = "rejected"
+        entry.message = "; ".join(c.line() for c in failed)
+
+
+def _runtime_checks(entry: ModeReport, candidate: Path, model: TfliteModel, run_: TfliteRun,
+                    options: Options, workdir: Path) -> None:
+    scales = [(o.scale, o.zero_point) if o.quantized else (0.0, 0) for o in model.outputs]
+    for target in targets(options.tflite_runtime_python):
+        entry.runtime_checks.append(
+            check(target, candidate, run_.raw_inputs, run_.raw_outputs, scales, workdir)
+        )
+
+
+def _verification_doc(entry: ModeReport, report: Report) -> dict[str, Any]:
+    doc = entry.to_dict()
+    doc.pop("status", None)
+    doc["validation"] = {k: v for k, v in report.validation.items() if v not in (None, "")}
+    doc["created"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return doc
+
+
+def _write(output: Path, model_bytes: bytes, runtime: Any) -> Path:
+    """Write atomically, then prove the daemon's loader reads the file and its metadata back."""
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = output.with_name(output.name + ".partial")
+    partial.write_bytes(model_bytes)
+    try:
+        loaded = TfliteModel(partial, runtime)
+        if loaded.metadata != read_model_metadata(model_bytes) or loaded.metadata is None:
+            raise ConversionFailed(f"{output}: the metadata did not read back intact")
+    except (ModelLoadError, ConversionFailed):
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, output)
+    return output

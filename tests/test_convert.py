@@ -1,0 +1,324 @@
+"""edge-convert on small real models trained once per session (sklearn digits, a synthetic sensor).
+
+Every conversion really runs TensorFlow's converter in the worker subprocess, and every converted
+model is run with the daemon's own loader. About 2-3 minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+import sys
+from contextlib import redirect_stderr, redirect_stdout
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import wait_until, write_config  # noqa: F401
+from converter_fixtures.train import DIGIT_NAMES, Fixtures, build
+from converters._convert_worker import CRASH_ENV
+from converters.cli import main
+from converters.conversion import ConversionJob, convert_all
+from converters.progress import Progress
+from converters.runtime_check import TFLITE_RUNTIME_PYTHON_ENV, Target, check
+from edge_runtime.model.metadata import read_model_metadata
+from edge_runtime.model.runtime import select_runtime
+from edge_runtime.model.tflite_model import TfliteModel
+
+pytestmark = pytest.mark.slow
+
+
+def convert(*args: object) -> tuple[int, str, str]:
+    """Run edge-convert in this process; (exit status, stdout, stderr)."""
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
+
+
+@pytest.fixture(scope="session")
+def fx(tmp_path_factory: pytest.TempPathFactory) -> Fixtures:
+    return build(tmp_path_factory.mktemp("converter-fixtures"))
+
+
+@pytest.fixture(scope="session")
+def cnn_int8(fx: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The digits CNN converted to int8 once, with labels, preprocessing and a report."""
+    out = tmp_path_factory.mktemp("cnn-int8")
+    model, report = out / "digits.tflite", out / "report.json"
+    code, stdout, stderr = convert(
+        fx.cnn, "-o", model, "--quantize", "int8", "--calibration-data", fx.calib_images,
+        "--validation-data", fx.val_images, "--labels", fx.labels_txt, "--color", "gray",
+        "--std", "255", "--top-k", "3", "--max-accuracy-drop", "0.02", "--report", report,
+    )
+    assert code == 0, stderr
+    return {"model": model, "report": json.loads(report.read_text()), "stdout": stdout,
+            "stderr": stderr}
+
+
+def test_int8_keeps_accuracy_and_metadata_round_trips(fx, cnn_int8):
+    report = cnn_int8["report"]
+    (mode,) = report["modes"]
+    reference = report["validation"]["reference_accuracy"]
+    assert reference > 0.9, "the fixture model itself should be good"
+    assert mode["mode"] == "int8" and mode["status"] == "ok"
+    assert mode["accuracy"] >= reference - 0.02
+    assert "calibrating int8" in cnn_int8["stderr"]  # the progress bar
+    assert "wrote" in cnn_int8["stdout"] and "int8" in cnn_int8["stdout"]
+
+    # The daemon's loader reads the file; the metadata says everything the device needs.
+    model = TfliteModel(cnn_int8["model"], select_runtime("ai-edge-litert"))
+    assert model.inputs[0].dtype == np.int8 and model.inputs[0].shape == (1, 8, 8, 1)
+    meta = read_model_metadata(cnn_int8["model"].read_bytes())
+    assert meta == model.metadata
+    assert meta.task == "classification"
+    assert meta.labels == tuple(DIGIT_NAMES)
+    assert meta.preprocess == {"color": "gray", "resize": "stretch", "mean": [0.0],
+                               "std": [255.0], "layout": "nhwc"}
+    assert meta.postprocess == {"top_k": 3}
+    assert meta.source == {"file": "digits_cnn.keras", "framework": "keras",
+                           "sha256": hashlib.sha256(fx.cnn.read_bytes()).hexdigest()}
+    assert meta.converter["name"] == "edge-convert"
+    assert meta.converter["quantize"] == "int8" and meta.converter["io_type"] == "int8"
+    assert meta.converter["tensorflow"].startswith("2.")
+    verified = meta.verification["report"]
+    assert verified["accuracy"] == pytest.approx(mode["accuracy"])
+    assert verified["validation"]["samples"] == report["validation"]["samples"]
+    assert [c["runtime"] for c in verified["runtime_checks"]][0] == "ai-edge-litert"
+
+
+def test_compare_every_mode(fx, tmp_path):
+    report_path, plot_path = tmp_path / "compare.json", tmp_path / "compare.png"
+    code, stdout, stderr = convert(
+        fx.cnn, "--compare", "--calibration-data", fx.calib_images, "--validation-data",
+        fx.val_images, "--std", "255", "--report", report_path, "--plot", plot_path,
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    modes = {m["mode"]: m for m in report["modes"]}
+    assert list(modes) == ["none", "float16", "dynamic", "int8", "int16x8"]
+    assert all(m["status"] == "ok" for m in modes.values()), modes
+    reference = report["validation"]["reference_accuracy"]
+    assert modes["none"]["accuracy"] == pytest.approx(reference)
+    assert modes["none"]["max_abs_diff"] < 1e-4
+    assert modes["float16"]["accuracy"] >= reference - 0.01
+    for quantized in ("dynamic", "int8", "int16x8"):
+        assert modes[quantized]["accuracy"] >= modes["none"]["accuracy"] - 0.02, quantized
+    for smaller in ("float16", "dynamic", "int8"):
+        assert modes[smaller]["size_bytes"] < modes["none"]["size_bytes"], smaller
+    for mode in modes.values():
+        assert mode["runtime_checks"][0]["runtime"] == "ai-edge-litert"
+        assert mode["runtime_checks"][0]["status"] == "ok"
+        assert mode["latency_ms"] > 0
+    # The table: one line per mode with the size ratio against float32.
+    lines = {line.split()[0]: line for line in stdout.splitlines() if line.strip()}
+    assert all(mode in lines for mode in modes)
+    assert " 1.00 " in lines["none"]
+    if "plot: skipped" in stdout:
+        assert "matplotlib" in stdout and not plot_path.exists()
+    else:
+        assert plot_path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_broken_calibration_fails_max_accuracy_drop_and_writes_nothing(fx, tmp_path):
+    # Calibrating on blank inputs squeezes every quantization range to nothing: the classic
+    # silent failure of hand-rolled int8 conversion. The accuracy bound must catch it.
+    blank = tmp_path / "blank.npy"
+    np.save(blank, np.zeros((50, 64), np.float32))
+    output, report = tmp_path / "mlp.tflite", tmp_path / "report.json"
+    code, stdout, stderr = convert(
+        fx.mlp, "-o", output, "--quantize", "int8", "--calibration-data", blank,
+        "--validation-data", fx.mlp_val_x, "--validation-labels", fx.mlp_val_y_csv,
+        "--max-accuracy-drop", "0.02", "--report", report, "--no-progress",
+    )
+    assert code == 1
+    assert "accuracy dropped by" in stderr and "was not written" in stderr
+    assert not output.exists() and not list(tmp_path.glob("*.partial"))
+    (mode,) = json.loads(report.read_text())["modes"]
+    assert mode["status"] == "rejected" and mode["accuracy_drop"] > 0.02
+
+
+def test_h5_model_with_good_calibration_passes(fx, tmp_path):
+    output = tmp_path / "mlp.tflite"
+    code, stdout, stderr = convert(
+        fx.mlp, "-o", output, "--quantize", "dynamic", "--validation-data", fx.mlp_val_x,
+        "--validation-labels", fx.mlp_val_y_csv, "--max-accuracy-drop", "0.02",
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    meta = read_model_metadata(output.read_bytes())
+    assert meta.converter["quantize"] == "dynamic" and meta.source["file"] == "digits_mlp.h5"
+    assert meta.preprocess == {}  # not an image model: nothing to resize or convert
+
+
+def test_sensor_saved_model_from_csv(fx, tmp_path):
+    output = tmp_path / "vibration.tflite"
+    labels = tmp_path / "labels.txt"
+    labels.write_text("idle\nnormal\nimbalance\n")
+    code, stdout, stderr = convert(
+        fx.sensor, "-o", output, "--quantize", "int8", "--calibration-data",
+        fx.sensor_calib_csv, "--validation-data", fx.sensor_val_csv, "--columns", "ax,ay,az",
+        "--label-column", "label", "--labels", labels, "--max-accuracy-drop", "0.02",
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    meta = read_model_metadata(output.read_bytes())
+    assert meta.sensor == {"columns": ["ax", "ay", "az"], "window": 32}
+    assert meta.labels == ("idle", "normal", "imbalance")
+    assert meta.source["framework"] == "tensorflow"
+    assert meta.verification["report"]["accuracy"] >= 0.9
+
+
+def test_daemon_classifies_the_converted_model_end_to_end(fx, cnn_int8, tmp_path, mosquitto,
+                                                          subscribe, start_daemon):
+    """A config with only model.path: labels, preprocessing and task come from the metadata."""
+    import keras
+    import cv2
+
+    source = keras.models.load_model(fx.cnn, compile=False)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    expected = {}
+    for digit in range(10):  # two images per digit that the source model gets right
+        picked = 0
+        for path in sorted((fx.val_images / str(digit)).glob("*.png")):
+            pixels = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+            small = cv2.resize(pixels, (8, 8), interpolation=cv2.INTER_AREA)
+            scores = source(small[None, :, :, None].astype(np.float32) / 255.0).numpy()
+            if scores.argmax() == digit:
+                name = f"{digit}_{path.name}"
+                shutil.copy(path, folder / name)
+                expected[name] = DIGIT_NAMES[digit]
+                picked += 1
+            if picked == 2:
+                break
+    sub = subscribe("edge/test-pi/digits/result")
+    config = write_config(tmp_path / "config.toml", mosquitto, [{
+        "name": "digits", "source": {"type": "images", "path": str(folder)},
+        "model": {"path": str(cnn_int8["model"])},
+    }])
+    daemon = start_daemon(config)
+    assert daemon.wait(60) == 0, daemon.log
+    results = sub.json_on("edge/test-pi/digits/result")
+    assert len(results) == len(expected) == 20
+    got = {r["source"]["name"]: r["classes"][0]["label"] for r in results}
+    wrong = {name: label for name, label in got.items() if label != expected[name]}
+    assert len(wrong) <= 1, wrong  # int8 may flip one near-tie of the float model
+    assert all(len(r["classes"]) == 3 for r in results)  # top_k from the metadata
+
+
+def test_conversion_crash_is_an_error_and_other_modes_go_on(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv(CRASH_ENV, "dynamic")
+    jobs = [ConversionJob("dynamic", "float32"), ConversionJob("none", "float32")]
+    crashed, converted = convert_all("keras", fx.mlp, jobs, None, tmp_path, Progress(False), 600)
+    assert not crashed.ok
+    assert "crashed (SIGSEGV) while converting --quantize dynamic" in crashed.error
+    assert converted.ok and converted.model_bytes[4:8] == b"TFL3"
+
+
+def test_crash_through_the_cli_exits_1(fx, tmp_path, monkeypatch):
+    monkeypatch.setenv(CRASH_ENV, "none")
+    output = tmp_path / "m.tflite"
+    code, _, stderr = convert(fx.mlp, "-o", output, "--no-progress")
+    assert code == 1
+    assert "crashed (SIGSEGV)" in stderr and not output.exists()
+
+
+@pytest.mark.parametrize("case", [
+    "missing-model", "needs-calibration", "empty-folder", "unreadable-image", "channels",
+    "wrong-shape", "csv-columns", "labels-count",
+])
+def test_bad_input_gives_a_clear_error(fx, tmp_path, case):
+    out = ["-o", tmp_path / "m.tflite", "--no-progress"]
+    if case == "missing-model":
+        args, expect = [tmp_path / "nope.keras", *out], "nope.keras: no such file"
+    elif case == "needs-calibration":
+        args, expect = [fx.cnn, *out, "--quantize", "int8"], "needs --calibration-data"
+    elif case == "empty-folder":
+        (tmp_path / "empty").mkdir()
+        args = [fx.cnn, *out, "--quantize", "int8", "--calibration-data", tmp_path / "empty"]
+        expect = "empty: no images found"
+    elif case == "unreadable-image":
+        bad = tmp_path / "calib"
+        shutil.copytree(fx.calib_images / "3", bad / "3")
+        (bad / "3" / "broken.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
+        args = [fx.cnn, *out, "--quantize", "int8", "--calibration-data", bad,
+                "--calibration-samples", "1000"]
+        expect = "broken.png: cannot read this image"
+    elif case == "channels":
+        args = [fx.cnn, *out, "--validation-data", fx.val_images, "--color", "rgb"]
+        expect = "3 channel(s) but input tensor"
+    elif case == "wrong-shape":
+        np.save(tmp_path / "x.npy", np.zeros((5, 8, 8), np.float32))
+        args = [fx.cnn, *out, "--validation-data", tmp_path / "x.npy"]
+        expect = "wrong shape [5, 8, 8]; the model takes [N, 8, 8, 1]"
+    elif case == "csv-columns":
+        args = [fx.sensor, *out, "--validation-data", fx.sensor_val_csv]
+        expect = "needs --columns"
+    else:
+        args = [fx.mlp, *out, "--validation-data", fx.mlp_calib_x, "--validation-labels",
+                fx.mlp_val_y_csv]
+        expect = "labels for 200 samples"
+    code, stdout, stderr = convert(*args)
+    assert code == 2, stderr
+    assert expect in stderr
+    assert stderr.startswith("edge-convert: error: ")
+    assert not (tmp_path / "m.tflite").exists()
+
+
+@pytest.fixture(scope="session")
+def tflite_runtime_python() -> str:
+    import os
+
+    python = os.environ.get(TFLITE_RUNTIME_PYTHON_ENV)
+    if not python:
+        pytest.skip(f"set {TFLITE_RUNTIME_PYTHON_ENV} to a Python with tflite-runtime 2.14")
+    return python
+
+
+def test_dynamic_mode_loads_on_tflite_runtime_2_14(fx, tmp_path, tflite_runtime_python):
+    output, report = tmp_path / "dyn.tflite", tmp_path / "r.json"
+    code, _, stderr = convert(
+        fx.cnn, "-o", output, "--quantize", "dynamic", "--validation-data", fx.val_images,
+        "--std", "255", "--tflite-runtime-python", tflite_runtime_python, "--report", report,
+        "--no-progress",
+    )
+    assert code == 0, stderr
+    checks = {c["runtime"]: c for c in json.loads(report.read_text())["modes"][0]["runtime_checks"]}
+    assert checks["tflite-runtime"]["status"] == "ok"
+    assert checks["tflite-runtime"]["version"] == "2.14.0"
+
+
+def test_runtime_check_catches_the_new_dynamic_quantizer(fx, tmp_path, tflite_runtime_python):
+    """The trap the dynamic mode avoids: TF's new quantizer writes FULLY_CONNECTED v12."""
+    from converters.loaders import LOADERS
+    from converters.modes import configure
+
+    source = LOADERS["keras"].load(fx.mlp)
+    converter = source.make_converter(tmp_path)
+    configure(converter, "dynamic", "float32", None)
+    converter.experimental_new_dynamic_range_quantizer = True
+    path = tmp_path / "new-quantizer.tflite"
+    path.write_bytes(converter.convert())
+    inputs = np.load(fx.mlp_val_x)[:4]
+    result = check(Target("tflite-runtime", tflite_runtime_python), path, inputs,
+                   [np.zeros((4, 10), np.float32)], [(0.0, 0)], tmp_path)
+    assert result.status == "failed"
+    assert "FULLY_CONNECTED" in result.detail and "version '12'" in result.detail
+
+
+def test_help_lists_modes_without_importing_tensorflow():
+    import subprocess
+
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys, converters.cli as c\n"
+         "try:\n    c.main(['--help'])\nexcept SystemExit:\n    pass\n"
+         "print('tensorflow' in sys.modules)"],
+        capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "int16x8" in done.stdout and done.stdout.strip().endswith("False")
