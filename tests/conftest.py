@@ -52,15 +52,19 @@ class Broker:
     workdir: Path
     port: int = field(default_factory=free_port)
     host: str = "127.0.0.1"
-    extra_config: str = ""
+    extra_config: str = ""  # appended: applies to the listener (TLS files, password_file)
+    anonymous: bool = True
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
         if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
             pytest.fail("mosquitto is not installed: run deploy/dev-setup.sh")
         conf = self.workdir / "mosquitto.conf"
+        # As root, mosquitto drops to its own user, who cannot read the tests' private files.
+        user = "user root\n" if os.geteuid() == 0 else ""
         conf.write_text(
-            f"listener {self.port} {self.host}\nallow_anonymous true\npersistence false\n"
+            f"listener {self.port} {self.host}\n{user}"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\npersistence false\n"
             f"log_dest stderr\n{self.extra_config}"
         )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
