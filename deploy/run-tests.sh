@@ -5,5 +5,15 @@ set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 EDGE_RUNTIME_EXTRAS=${EDGE_RUNTIME_EXTRAS-test,convert} bash "$repo/deploy/dev-setup.sh"
+
+# tflite-runtime 2.14 only exists for Python 3.11 and needs numpy<2, so it lives in a venv of its
+# own; the tests run the daemon (and the converter's runtime check) in it to prove both runtimes.
+if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
+    EDGE_RUNTIME_VENV="$repo/.venv-tflite" EDGE_RUNTIME_EXTRAS=tflite \
+        bash "$repo/deploy/dev-setup.sh"
+    export EDGE_RUNTIME_TFLITE_PYTHON="$repo/.venv-tflite/bin/python"
+    export EDGE_CONVERT_TFLITE_RUNTIME_PYTHON="$EDGE_RUNTIME_TFLITE_PYTHON"
+fi
+
 cd "$repo"
 exec "${EDGE_RUNTIME_VENV:-$repo/.venv}/bin/python" -m pytest "$@"

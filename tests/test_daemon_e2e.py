@@ -36,7 +36,8 @@ def test_classifies_every_sample_image_with_the_right_label(tmp_path, mosquitto,
     config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline(model=model)])
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
-
+    # Delivered to the broker before the daemon exits; on to us a moment later.
+    wait_until(lambda: len(sub.on("edge/test-pi/status")) >= 2, 10)
     results = sub.json_on("edge/test-pi/digits/result")
     assert len(results) == 20
     assert [r["seq"] for r in results] == list(range(20))
@@ -60,6 +61,7 @@ def test_sensor_csv_pipeline_classifies_each_block(tmp_path, mosquitto, subscrib
     }])
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
+    wait_until(lambda: len(sub.on("edge/test-pi/vibration/result")) >= 12, 10)
     results = sub.json_on("edge/test-pi/vibration/result")
     # 384 rows, window 32, stride 32: 12 windows, each inside one 64-row block of one class.
     assert len(results) == 12
@@ -76,6 +78,7 @@ def test_raw_task_publishes_dequantized_outputs(tmp_path, mosquitto, subscribe, 
     pipeline["postprocess"] = {"task": "raw"}
     daemon = start_daemon(write_config(tmp_path / "c.toml", mosquitto, [pipeline]))
     assert daemon.wait(60) == 0, daemon.log
+    wait_until(lambda: len(sub.on("edge/test-pi/raw/result")) >= 20, 10)
     results = sub.json_on("edge/test-pi/raw/result")
     assert len(results) == 20
     (name, output), = results[0]["outputs"].items()
