@@ -9,6 +9,7 @@ from edge_runtime.config.schema import AppConfig
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+from edge_runtime.publishing.stats import StatsReporter
 from edge_runtime.supervision.heartbeat import Heartbeats
 
 logger = logging.getLogger(__name__)
@@ -36,6 +37,8 @@ class Daemon:
             )
             for part in parts
         ]
+        # The retained {prefix}/{device}/stats message reads the runners' counters.
+        self.publisher.attach_stats(StatsReporter(app.device.id, self.runners))
 
     def run(self, stop: threading.Event) -> int:
         """Run until `stop` is set or every pipeline's (finite) source is done; then shut down."""

@@ -56,6 +56,15 @@ class MqttConfig:
     tls: TlsConfig | None = None
     reconnect_min_delay: float = field(default=1.0, metadata=at_least(0.1))
     reconnect_max_delay: float = field(default=60.0, metadata=at_least(0.1))
+    # The durable outbox (publishing/outbox.py). Default path: $STATE_DIRECTORY/outbox.sqlite under
+    # systemd, else <config stem>.outbox.sqlite next to the config file.
+    outbox_path: Path | None = None
+    outbox_max_messages: int = field(default=100_000, metadata=at_least(1))
+    outbox_max_bytes: int = field(default=64 * 1024 * 1024, metadata=at_least(1024))
+    outbox_sync: Literal["full", "normal"] = "full"  # full: survives power loss; normal: crashes
+    max_inflight: int = field(default=100, metadata=at_least(1))  # results awaiting PUBACK
+    stats_interval: float = field(default=30.0, metadata=at_least(1.0))  # retained .../stats
+
 
     def client_id_for(self, device_id: str) -> str:
         return self.client_id or f"edge-runtime-{device_id}"

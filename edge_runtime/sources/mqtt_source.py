@@ -39,6 +39,8 @@ def parse_sensor_payload(payload: bytes, columns: Sequence[str]) -> list[np.ndar
         doc: Any = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise SensorDataError("payload is neither JSON nor a number") from None
+    except RecursionError:  # e.g. "[[[[...": an exception here would end paho's network thread
+        raise SensorDataError("payload is nested too deeply") from None
     if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)):
         return [_row(item, columns) for item in doc]
     return [_row(doc, columns)]

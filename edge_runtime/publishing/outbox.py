@@ -1,0 +1,553 @@
+"""The durable outbox: every QoS 1 result waits on disk until the broker has acknowledged it.
+
+One sqlite file (WAL journal) holds, per result, the encoded MQTT message, and per pipeline the next
+`seq` and the number of results dropped on overflow. `append` assigns the seq and stores the message
+in one transaction, so a result that has a seq is on disk, and seq stays gap-free and keeps
+increasing across restarts; `ack` deletes rows once the broker sent PUBACK. Replay reads rows in
+insertion (= per-pipeline seq) order. Bounds (`max_messages`, `max_bytes`) drop the oldest rows and
+count every dropped result per pipeline, persistently.
+
+A file that cannot be opened or fails sqlite's quick_check at start is moved aside with a timestamp
+and a fresh outbox is created; if even that is impossible (read-only or full disk), results are
+kept in memory (`MemoryOutbox`), loudly. The memory outbox is also what the bench compares against.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable, Literal
+
+from edge_runtime.ratelimit import RateLimitedLogger
+
+logger = logging.getLogger(__name__)
+
+FORMAT_VERSION = 1  # PRAGMA user_version of the file
+KEEP_CORRUPT_COPIES = 3  # moved-aside files kept for a post-mortem; older ones are deleted
+
+SyncMode = Literal["full", "normal"]
+Encoder = Callable[[int], bytes]  # seq -> the encoded payload carrying that seq
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    pipeline TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    topic TEXT NOT NULL,
+    qos INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    size INTEGER NOT NULL,
+    created REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS pipelines (
+    name TEXT PRIMARY KEY,
+    next_seq INTEGER NOT NULL,
+    dropped INTEGER NOT NULL
+);
+"""
+
+
+class OutboxError(Exception):
+    """The outbox file is unusable (corrupt, unreadable, written by a newer version)."""
+
+
+@dataclass(frozen=True)
+class OutboxMessage:
+    id: int  # insertion order over all pipelines; replay order
+    pipeline: str
+    seq: int
+    topic: str
+    qos: int
+    payload: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.payload) + len(self.topic)
+
+
+@dataclass
+class PipelineCounts:
+    next_seq: int = 0
+    dropped: int = 0  # results removed by the bounds before the broker acknowledged them
+    depth: int = 0  # results waiting in the outbox
+
+
+@dataclass(frozen=True)
+class OutboxSnapshot:
+    backend: str  # "sqlite" or "memory"
+    path: str
+    depth: int
+    bytes: int
+    dropped: int
+    oldest_age_s: float | None
+    pipelines: dict[str, PipelineCounts]
+
+
+class Outbox:
+    """Bookkeeping shared by both backends: seq, depth, bytes and drop counters under one lock."""
+
+    backend = "memory"
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        self.max_messages = max_messages
+        self.max_bytes = max_bytes
+        self.path = ""
+        self._lock = threading.Lock()
+        self._counts: dict[str, PipelineCounts] = {}
+        self._depth = 0
+        self._bytes = 0
+        self._warn = RateLimitedLogger(logger)
+
+    # -- the interface --------------------------------------------------------------------------
+    def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
+        """Give the result the pipeline's next seq and store it; returns the seq."""
+        raise NotImplementedError
+
+    def pending(self, after_id: int, limit: int) -> list[OutboxMessage]:
+        """Up to `limit` messages with id > after_id, oldest first."""
+        raise NotImplementedError
+
+    def ack(self, messages: Iterable[OutboxMessage]) -> int:
+        """Remove acknowledged messages (ones dropped meanwhile are ignored); returns how many."""
+        raise NotImplementedError
+
+    def close(self) -> None:
+        pass
+
+    def oldest_created(self) -> float | None:
+        raise NotImplementedError
+
+    # -- counters ---------------------------------------------------------------------------------
+    def depth(self) -> int:
+        with self._lock:
+            return self._depth
+
+    def snapshot(self) -> OutboxSnapshot:
+        oldest = self.oldest_created()
+        with self._lock:
+            counts = {name: PipelineCounts(c.next_seq, c.dropped, c.depth)
+                      for name, c in self._counts.items()}
+            return OutboxSnapshot(
+                backend=self.backend, path=self.path, depth=self._depth, bytes=self._bytes,
+                dropped=sum(c.dropped for c in counts.values()),
+                oldest_age_s=None if oldest is None else max(0.0, round(time.time() - oldest, 3)),
+                pipelines=counts,
+            )
+
+    def _counts_for(self, pipeline: str) -> PipelineCounts:
+        counts = self._counts.get(pipeline)
+        if counts is None:
+            counts = self._counts[pipeline] = PipelineCounts()
+        return counts
+
+    def _over_bounds(self) -> bool:
+        return self._depth > self.max_messages or self._bytes > self.max_bytes
+
+    def _log_drops(self, dropped: dict[str, list[int]]) -> None:
+        for pipeline, seqs in dropped.items():
+            self._warn.warning(
+                f"drop-{pipeline}",
+                "outbox full (limits: %d results, %d bytes): dropped %d oldest result(s) of "
+                "pipeline %s (seq %d..%d); %d dropped so far",
+                self.max_messages, self.max_bytes, len(seqs), pipeline, min(seqs), max(seqs),
+                self._counts_for(pipeline).dropped)
+
+
+class MemoryOutbox(Outbox):
+    """Same contract, nothing on disk: results survive outages but not a restart."""
+
+    backend = "memory"
+
+    def __init__(self, max_messages: int, max_bytes: int) -> None:
+        super().__init__(max_messages, max_bytes)
+        self._messages: OrderedDict[int, tuple[OutboxMessage, float]] = OrderedDict()
+        self._next_id = 1
+
+    def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
+        with self._lock:
+            counts = self._counts_for(pipeline)
+            seq = counts.next_seq
+            message = OutboxMessage(self._next_id, pipeline, seq, topic, qos, encode(seq))
+            self._next_id += 1
+            counts.next_seq = seq + 1
+            self._messages[message.id] = (message, time.time())
+            counts.depth += 1
+            self._depth += 1
+            self._bytes += message.size
+            dropped: dict[str, list[int]] = {}
+            while self._over_bounds():
+                _, (old, _) = self._messages.popitem(last=False)
+                self._forget(old)
+                self._counts_for(old.pipeline).dropped += 1
+                dropped.setdefault(old.pipeline, []).append(old.seq)
+        self._log_drops(dropped)
+        return seq
+
+    def _forget(self, message: OutboxMessage) -> None:
+        self._counts_for(message.pipeline).depth -= 1
+        self._depth -= 1
+        self._bytes -= message.size
+
+    def pending(self, after_id: int, limit: int) -> list[OutboxMessage]:
+        with self._lock:
+            out = []
+            for message_id, (message, _) in self._messages.items():
+                if message_id > after_id:
+                    out.append(message)
+                    if len(out) >= limit:
+                        break
+            return out
+
+    def ack(self, messages: Iterable[OutboxMessage]) -> int:
+        removed = 0
+        with self._lock:
+            for message in messages:
+                if self._messages.pop(message.id, None) is not None:
+                    self._forget(message)
+                    removed += 1
+        return removed
+
+    def oldest_created(self) -> float | None:
+        with self._lock:
+            return next(iter(self._messages.values()))[1] if self._messages else None
+
+
+class SqliteOutbox(Outbox):
+    """The outbox in one sqlite file in WAL mode; see the module docstring."""
+
+    backend = "sqlite"
+
+    def __init__(self, path: Path, max_messages: int, max_bytes: int,
+                 sync: SyncMode = "full") -> None:
+        super().__init__(max_messages, max_bytes)
+        self.path = str(path)
+        try:
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves; one connection shared by the
+            # pipelines' workers and the network thread, serialized by self._lock.
+            self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
+                                       timeout=5.0)
+        except sqlite3.Error as exc:
+            raise OutboxError(f"cannot open: {exc}") from exc
+        try:
+            self._prepare(sync)
+        except (sqlite3.Error, OutboxError) as exc:
+            self._db.close()
+            raise exc if isinstance(exc, OutboxError) else OutboxError(str(exc)) from exc
+
+    def _prepare(self, sync: SyncMode) -> None:
+        db = self._db
+        mode = db.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise OutboxError(f"cannot switch to WAL journal mode (got {mode!r})")
+        # FULL: a commit survives power loss (fsync per result); NORMAL: survives a crash of the
+        # daemon, a power cut may lose the last commits (sqlite stays consistent).
+        db.execute(f"PRAGMA synchronous={sync.upper()}")
+        check = db.execute("PRAGMA quick_check").fetchall()
+        if check != [("ok",)]:
+            raise OutboxError("integrity check failed: " + "; ".join(str(r[0]) for r in check[:3]))
+        version = db.execute("PRAGMA user_version").fetchone()[0]
+        if version > FORMAT_VERSION:
+            raise OutboxError(f"written by a newer edge-runtime (format {version}, "
+                              f"this one reads {FORMAT_VERSION})")
+        db.executescript(_SCHEMA)
+        if version == 0:
+            db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
+        for name, next_seq, dropped in db.execute("SELECT name, next_seq, dropped FROM pipelines"):
+            self._counts[name] = PipelineCounts(int(next_seq), int(dropped))
+        for name, depth, size in db.execute(
+                "SELECT pipeline, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY pipeline"):
+            self._counts_for(name).depth = int(depth)
+            self._depth += int(depth)
+            self._bytes += int(size)
+
+    def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
+        with self._lock:
+            counts = self._counts_for(pipeline)
+            seq = counts.next_seq
+            payload = encode(seq)
+            size = len(payload) + len(topic)
+            dropped: dict[str, list[int]] = {}
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.execute(
+                    "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (pipeline, seq, topic, qos, payload, size, time.time()))
+                depth, total = self._depth + 1, self._bytes + size
+                if depth > self.max_messages or total > self.max_bytes:
+                    dropped = self._evict(depth, total)
+                for name, seqs in dropped.items():
+                    db.execute("INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, 0, 0) "
+                               "ON CONFLICT(name) DO NOTHING", (name,))
+                    db.execute("UPDATE pipelines SET dropped = dropped + ? WHERE name = ?",
+                               (len(seqs), name))
+                db.execute("INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, ?, 0) "
+                           "ON CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq",
+                           (pipeline, seq + 1))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                # Disk full or I/O error: this result is lost. Count it and keep the seq consumed,
+                # so consumers see the gap where the dropped counter says there is one.
+                counts.next_seq = seq + 1
+                counts.dropped += 1
+                self._warn.warning("write", "outbox %s: cannot store result %s/%d (%s); dropped",
+                                   self.path, pipeline, seq, exc)
+                return seq
+            counts.next_seq = seq + 1
+            counts.depth += 1
+            self._depth += 1
+            self._bytes += size
+            for name, seqs in dropped.items():
+                self._counts_for(name).dropped += len(seqs)
+        self._log_drops(dropped)
+        return seq
+
+    def _evict(self, depth: int, total: int) -> dict[str, list[int]]:
+        """Inside the append transaction: delete the oldest rows until within bounds."""
+        dropped: dict[str, list[int]] = {}
+        last_id = None
+        rows = self._db.execute("SELECT id, pipeline, seq, size FROM messages ORDER BY id")
+        for row_id, pipeline, seq, size in rows:
+            if depth <= self.max_messages and total <= self.max_bytes:
+                break
+            depth -= 1
+            total -= size
+            last_id = row_id
+            dropped.setdefault(pipeline, []).append(seq)
+            self._counts_for(pipeline).depth -= 1
+            self._depth -= 1
+            self._bytes -= size
+        rows.close()
+        if last_id is not None:
+            self._db.execute("DELETE FROM messages WHERE id <= ?", (last_id,))
+        return dropped
+
+    def _rollback(self) -> None:
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # no transaction was open
+        # The in-memory counters may have been adjusted by _evict before the failure: reload.
+        self._reload_counts()
+
+    def _reload_counts(self) -> None:
+        try:
+            depth = {name: (int(d), int(s)) for name, d, s in self._db.execute(
+                "SELECT pipeline, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY pipeline")}
+        except sqlite3.Error:
+            return
+        self._depth = sum(d for d, _ in depth.values())
+        self._bytes = sum(s for _, s in depth.values())
+        for name in depth:
+            self._counts_for(name)
+        for name, counts in self._counts.items():
+            counts.depth = depth.get(name, (0, 0))[0]
+
+    def restore(self, counters: dict[str, tuple[int, int]], rows: list[SalvagedRow]) -> None:
+        """Load salvaged counters and messages into this (fresh) outbox, in their old order."""
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                db.executemany(
+                    "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    [(p, s, t, q, b, len(b) + len(t), c) for p, s, t, q, b, c in rows])
+                db.executemany(
+                    "INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq, "
+                    "dropped = excluded.dropped",
+                    [(name, n, d) for name, (n, d) in counters.items()])
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                logger.error("outbox %s: cannot store the salvaged results: %s", self.path, exc)
+                return
+            for name, (next_seq, dropped) in counters.items():
+                counts = self._counts_for(name)
+                counts.next_seq, counts.dropped = next_seq, dropped
+            self._reload_counts()
+
+    def pending(self, after_id: int, limit: int) -> list[OutboxMessage]:
+        with self._lock:
+            try:
+                rows = self._db.execute(
+                    "SELECT id, pipeline, seq, topic, qos, payload FROM messages WHERE id > ? "
+                    "ORDER BY id LIMIT ?", (after_id, limit)).fetchall()
+            except sqlite3.Error as exc:
+                self._warn.warning("read", "outbox %s: cannot read: %s", self.path, exc)
+                return []
+        return [OutboxMessage(int(i), p, int(s), t, int(q), bytes(b)) for i, p, s, t, q, b in rows]
+
+    def ack(self, messages: Iterable[OutboxMessage]) -> int:
+        removed = 0
+        with self._lock:
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                gone: list[OutboxMessage] = []
+                for message in messages:
+                    cursor = db.execute("DELETE FROM messages WHERE id = ?", (message.id,))
+                    if cursor.rowcount:
+                        gone.append(message)
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                # The rows stay and are sent again after the next reconnect: a duplicate, not a loss.
+                self._warn.warning("ack", "outbox %s: cannot delete acknowledged results: %s",
+                                   self.path, exc)
+                return 0
+            for message in gone:
+                self._counts_for(message.pipeline).depth -= 1
+                self._depth -= 1
+                self._bytes -= message.size
+                removed += 1
+        return removed
+
+    def oldest_created(self) -> float | None:
+        with self._lock:
+            try:
+                row = self._db.execute("SELECT created FROM messages ORDER BY id LIMIT 1").fetchone()
+            except sqlite3.Error:
+                return None
+        return None if row is None else float(row[0])
+
+    def close(self) -> None:
+        with self._lock:
+            try:
+                self._db.close()
+            except sqlite3.Error as exc:
+                logger.warning("outbox %s: close failed: %s", self.path, exc)
+
+
+# -- opening, with recovery -------------------------------------------------------------------------
+def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None = None) -> Path:
+    """$STATE_DIRECTORY/outbox.sqlite under systemd (StateDirectory=), else next to the config file.
+
+    Next to the config keeps one outbox per config (its seq counters belong to that config's
+    pipelines), and a test's or a user's second config never shares a file with the first.
+    """
+    environ = os.environ if environ is None else environ
+    state = environ.get("STATE_DIRECTORY", "").split(":")[0]
+    if state:
+        return Path(state) / "outbox.sqlite"
+    config = Path(config_file).resolve()
+    return config.with_name(f"{config.stem}.outbox.sqlite")
+
+
+def open_outbox(path: Path, max_messages: int, max_bytes: int, sync: SyncMode = "full") -> Outbox:
+    """The sqlite outbox at `path`; a corrupt file is moved aside; memory if the disk is unusable."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteOutbox(path, max_messages, max_bytes, sync)
+    except OSError as exc:
+        return _memory_fallback(path, max_messages, max_bytes, str(exc))
+    except OutboxError as exc:
+        problem = str(exc)
+    try:
+        aside = move_aside(path)
+    except OSError as exc:
+        return _memory_fallback(path, max_messages, max_bytes,
+                                f"{problem}; moving it aside failed too: {exc}")
+    counters, rows = salvage(aside)
+    logger.error("OUTBOX %s IS UNUSABLE (%s): moved it to %s and started a fresh outbox; salvaged "
+                 "%d undelivered result(s) and the seq counters of %d pipeline(s) from it",
+                 path, problem, aside, len(rows), len(counters))
+    try:
+        fresh = SqliteOutbox(path, max_messages, max_bytes, sync)
+    except (OSError, OutboxError) as exc:
+        return _memory_fallback(path, max_messages, max_bytes, str(exc))
+    if counters or rows:
+        fresh.restore(counters, rows)
+    return fresh
+
+
+SalvagedRow = tuple[str, int, str, int, bytes, float]  # pipeline, seq, topic, qos, payload, created
+
+
+def salvage(path: Path) -> tuple[dict[str, tuple[int, int]], list[SalvagedRow]]:
+    """Whatever can still be read from a damaged outbox: seq counters first, then messages.
+
+    The counters matter most: without them seq would restart at 0 and consumers would take new
+    results for duplicates of old ones. A message's own seq also bounds its pipeline's counter.
+    """
+    counters: dict[str, tuple[int, int]] = {}
+    rows: list[SalvagedRow] = []
+    if not path.is_file():
+        return counters, rows
+    try:
+        db = sqlite3.connect(str(path), isolation_level=None)
+        # Lets sqlite open a file shorter than its header says (truncated) instead of refusing it
+        # outright; we only read.
+        db.execute("PRAGMA writable_schema=ON")
+    except sqlite3.Error:
+        return counters, rows
+    try:
+        for query, sink in (
+            ("SELECT name, next_seq, dropped FROM pipelines",
+             lambda r: counters.__setitem__(str(r[0]), (int(r[1]), int(r[2])))),
+            ("SELECT pipeline, seq, topic, qos, payload, created FROM messages ORDER BY id",
+             lambda r: rows.append((str(r[0]), int(r[1]), str(r[2]), int(r[3]), bytes(r[4]),
+                                    float(r[5])))),
+        ):
+            try:
+                for row in db.execute(query):
+                    sink(row)
+            except (sqlite3.Error, TypeError, ValueError):
+                continue  # keep what was read before the damage
+    finally:
+        db.close()
+    for pipeline, seq, *_ in rows:
+        next_seq, dropped = counters.get(pipeline, (0, 0))
+        counters[pipeline] = (max(next_seq, seq + 1), dropped)
+    return counters, rows
+
+
+def _memory_fallback(path: Path, max_messages: int, max_bytes: int, problem: str) -> Outbox:
+    logger.error("OUTBOX %s CANNOT BE USED (%s): keeping results in memory only, so a restart loses "
+                 "the undelivered ones; set [mqtt] outbox_path to a writable place", path, problem)
+    return MemoryOutbox(max_messages, max_bytes)
+
+
+def move_aside(path: Path) -> Path:
+    """Rename the file (and its -wal/-shm companions) to <name>.corrupt-<UTC time>; keep a few."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    aside = path.with_name(f"{path.name}.corrupt-{stamp}")
+    n = 1
+    while aside.exists():
+        aside = path.with_name(f"{path.name}.corrupt-{stamp}.{n}")
+        n += 1
+    if path.exists() or path.is_symlink():
+        path.rename(aside)
+    for suffix in ("-wal", "-shm"):
+        companion = path.with_name(path.name + suffix)
+        if companion.exists():
+            if suffix == "-wal":
+                companion.rename(aside.with_name(aside.name + suffix))
+            else:
+                companion.unlink()  # shared-memory index: rebuilt from the WAL, worthless alone
+    _prune_aside(path)
+    return aside
+
+
+def _prune_aside(path: Path) -> None:
+    copies = sorted((p for p in path.parent.glob(f"{path.name}.corrupt-*")
+                     if not p.name.endswith("-wal")), key=lambda p: p.name)
+    for old in copies[:-KEEP_CORRUPT_COPIES]:
+        for victim in (old, old.with_name(old.name + "-wal")):
+            try:
+                if victim.is_dir():
+                    shutil.rmtree(victim)
+                elif victim.exists():
+                    victim.unlink()
+            except OSError as exc:
+                logger.warning("cannot delete old outbox copy %s: %s", victim, exc)

@@ -1,0 +1,203 @@
+"""The durable outbox on real sqlite files: seq, bounds, crashes, corrupt files."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from conftest import REPO
+from edge_runtime.publishing.outbox import (
+    FORMAT_VERSION,
+    MemoryOutbox,
+    Outbox,
+    SqliteOutbox,
+    default_outbox_path,
+    open_outbox,
+)
+
+
+def payload(seq: int, pad: int = 10) -> bytes:
+    return json.dumps({"seq": seq, "pad": "x" * pad}).encode()
+
+
+def fill(outbox: Outbox, pipeline: str, count: int, pad: int = 10) -> list[int]:
+    return [outbox.append(pipeline, f"t/{pipeline}", 1, lambda s: payload(s, pad))
+            for _ in range(count)]
+
+
+def seqs(outbox: Outbox, pipeline: str | None = None) -> list[int]:
+    return [m.seq for m in outbox.pending(0, 10**9) if pipeline in (None, m.pipeline)]
+
+
+@pytest.fixture(params=["sqlite", "memory"])
+def make_outbox(request, tmp_path):
+    def factory(max_messages: int = 1000, max_bytes: int = 10**9) -> Outbox:
+        if request.param == "memory":
+            return MemoryOutbox(max_messages, max_bytes)
+        return open_outbox(tmp_path / "outbox.sqlite", max_messages, max_bytes)
+    return factory
+
+
+def test_seq_is_per_pipeline_gap_free_and_replay_is_in_order(make_outbox):
+    outbox = make_outbox()
+    assert fill(outbox, "a", 3) == [0, 1, 2]
+    assert fill(outbox, "b", 2) == [0, 1]
+    assert fill(outbox, "a", 1) == [3]
+    pending = outbox.pending(0, 100)
+    assert [(m.pipeline, m.seq) for m in pending] == [("a", 0), ("a", 1), ("a", 2), ("b", 0),
+                                                      ("b", 1), ("a", 3)]
+    assert json.loads(pending[5].payload)["seq"] == 3  # the payload carries the assigned seq
+    assert [m.seq for m in outbox.pending(pending[2].id, 2)] == [0, 1]  # window after a cursor
+    assert outbox.ack(pending[:2]) == 2
+    assert outbox.ack(pending[:2]) == 0  # a duplicate PUBACK (or a dropped row) changes nothing
+    snap = outbox.snapshot()
+    assert snap.depth == 4 and snap.pipelines["a"].depth == 2 and snap.pipelines["b"].depth == 2
+    assert snap.bytes == sum(m.size for m in pending[2:])
+
+
+def test_message_bound_drops_the_oldest_and_counts_exactly(make_outbox):
+    outbox = make_outbox(max_messages=5)
+    fill(outbox, "a", 4)
+    fill(outbox, "b", 4)
+    # 8 appended, 5 kept: a/0..a/2 dropped, the newest five stay, in order.
+    assert [(m.pipeline, m.seq) for m in outbox.pending(0, 100)] == [
+        ("a", 3), ("b", 0), ("b", 1), ("b", 2), ("b", 3)]
+    snap = outbox.snapshot()
+    assert (snap.pipelines["a"].dropped, snap.pipelines["b"].dropped, snap.dropped) == (3, 0, 3)
+    assert snap.depth == 5
+
+
+def test_byte_bound_drops_the_oldest_and_counts_exactly(make_outbox):
+    size = len(payload(0, 100)) + len("t/a")
+    outbox = make_outbox(max_bytes=size * 3 + size // 2)  # room for three messages
+    fill(outbox, "a", 10, pad=100)
+    assert seqs(outbox) == [7, 8, 9]
+    assert outbox.snapshot().dropped == 7 and outbox.snapshot().bytes == 3 * size
+    # A single message larger than the whole budget cannot be kept either: counted, not stored.
+    outbox.append("big", "t/big", 1, lambda s: b"x" * (size * 4))
+    snap = outbox.snapshot()
+    assert snap.pipelines["big"].dropped == 1 and snap.pipelines["a"].dropped == 10
+    assert snap.depth == 0 and snap.bytes == 0
+
+
+def test_seq_and_drop_counters_survive_a_restart(tmp_path):
+    path = tmp_path / "o.sqlite"
+    outbox = open_outbox(path, 3, 10**9)
+    fill(outbox, "a", 5)
+    acked = outbox.pending(0, 1)
+    outbox.ack(acked)
+    outbox.close()
+    again = open_outbox(path, 3, 10**9)
+    assert seqs(again) == [3, 4]
+    assert fill(again, "a", 1) == [5]
+    snap = again.snapshot()
+    assert snap.pipelines["a"].dropped == 2 and snap.pipelines["a"].next_seq == 6
+    assert snap.depth == 3
+
+
+def test_a_committed_result_survives_kill_9(tmp_path):
+    """The child commits results and SIGKILLs itself without closing anything."""
+    path = tmp_path / "o.sqlite"
+    code = textwrap.dedent(f"""
+        import os, signal, sys
+        sys.path.insert(0, {str(REPO)!r})
+        from edge_runtime.publishing.outbox import open_outbox
+        outbox = open_outbox(__import__("pathlib").Path({str(path)!r}), 10**6, 10**9)
+        for i in range(300):
+            seq = outbox.append("p", "t", 1, lambda s: str(s).encode())
+        outbox.ack(outbox.pending(0, 100))
+        print(seq, flush=True)
+        os.kill(os.getpid(), signal.SIGKILL)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert done.returncode == -9, done.stderr
+    assert done.stdout.strip() == "299"
+    assert (tmp_path / "o.sqlite-wal").exists()  # nothing was checkpointed or closed
+    outbox = open_outbox(path, 10**6, 10**9)
+    assert seqs(outbox) == list(range(100, 300))
+    assert fill(outbox, "p", 1) == [300]
+
+
+def corrupt_random(path: Path) -> None:
+    path.write_bytes(os.urandom(50_000))
+
+
+def corrupt_truncated(path: Path) -> None:
+    outbox = SqliteOutbox(path, 10**6, 10**9, sync="normal")  # no fsync per row: a fast setup
+    fill(outbox, "a", 2000, pad=200)
+    outbox.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def corrupt_directory(path: Path) -> None:
+    path.mkdir()
+    (path / "junk").write_text("x")
+
+
+@pytest.mark.parametrize("damage", [corrupt_random, corrupt_truncated, corrupt_directory],
+                         ids=["random-bytes", "truncated", "directory"])
+def test_unusable_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path, caplog, damage):
+    path = tmp_path / "outbox.sqlite"
+    damage(path)
+    with caplog.at_level(logging.ERROR):
+        outbox = open_outbox(path, 10**6, 10**9)
+    assert outbox.backend == "sqlite" and path.is_file()
+    aside = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
+    assert len(aside) == 1
+    assert f"moved it to {aside[0]}" in caplog.text and "UNUSABLE" in caplog.text
+    fill(outbox, "b", 2)
+    outbox.close()
+    assert seqs(open_outbox(path, 10**6, 10**9), "b") == [0, 1]
+
+
+def test_truncated_file_keeps_its_seq_counters_and_the_readable_results(tmp_path, caplog):
+    path = tmp_path / "outbox.sqlite"
+    corrupt_truncated(path)
+    outbox = open_outbox(path, 10**6, 10**9)
+    kept = seqs(outbox, "a")
+    assert 0 < len(kept) < 2000 and kept == list(range(len(kept)))  # a prefix, in order
+    # Without its counter, seq would restart at 0 and consumers would drop new results as dups.
+    assert fill(outbox, "a", 1) == [2000]
+    assert f"salvaged {len(kept)} undelivered result(s)" in caplog.text
+
+
+def test_a_file_from_a_newer_version_is_moved_aside(tmp_path, caplog):
+    path = tmp_path / "outbox.sqlite"
+    db = sqlite3.connect(path)
+    db.execute(f"PRAGMA user_version={FORMAT_VERSION + 1}")
+    db.close()
+    outbox = open_outbox(path, 100, 10**9)
+    assert outbox.backend == "sqlite" and "newer edge-runtime" in caplog.text
+
+
+def test_only_the_newest_corrupt_copies_are_kept(tmp_path):
+    path = tmp_path / "outbox.sqlite"
+    for _ in range(5):
+        corrupt_random(path)
+        open_outbox(path, 100, 10**9).close()
+    assert len(list(tmp_path.glob("outbox.sqlite.corrupt-*"))) == 3
+
+
+def test_no_writable_place_falls_back_to_memory_and_says_so(tmp_path, caplog):
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the outbox directory should be")
+    outbox = open_outbox(blocker / "outbox.sqlite", 100, 10**9)
+    assert outbox.backend == "memory"
+    assert "keeping results in memory only" in caplog.text
+    assert fill(outbox, "a", 2) == [0, 1]
+
+
+def test_default_path_is_the_systemd_state_directory_else_next_to_the_config(tmp_path):
+    config = tmp_path / "site.toml"
+    assert default_outbox_path(config, {}) == tmp_path / "site.outbox.sqlite"
+    assert default_outbox_path(config, {"STATE_DIRECTORY": "/var/lib/edge-runtime:/x"}) == \
+        Path("/var/lib/edge-runtime/outbox.sqlite")

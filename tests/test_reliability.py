@@ -1,0 +1,346 @@
+"""Never lose a result: broker outages, kill -9, overflow, corrupt outbox, garbage input.
+
+Real faults against the daemon as users run it (a subprocess), a real mosquitto that the tests
+stop and restart, and a persistent MQTT v5 subscriber (clean_start false, session expiry) that
+sees every seq, so a gap is a loss, never a subscriber that was away.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sqlite3
+import threading
+from pathlib import Path
+from typing import Any
+
+import paho.mqtt.client as mqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from conftest import VIBRATION_MODEL, Broker, digits_pipeline, wait_until, write_config
+from edge_runtime.publishing.outbox import SqliteOutbox
+
+RESULTS = "edge/test-pi/digits/result"
+STATS = "edge/test-pi/stats"
+
+
+class DurableSubscriber:
+    """An MQTT v5 session that outlives its connection and the broker's restart."""
+
+    def __init__(self, broker: Broker, topics: list[str], client_id: str = "durable-sub") -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._topics = topics
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv5)
+        self._client.reconnect_delay_set(0.1, 0.5)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *a: self._subscribed.set()
+        self._client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600  # the broker queues for us while we are away
+        self._client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        self._client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if not flags.session_present:
+            client.subscribe([(t, 1) for t in self._topics])
+        else:
+            self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p in self.messages if t == topic]
+
+    def seqs(self, topic: str = RESULTS) -> list[int]:
+        return [m["seq"] for m in self.on(topic)]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def durable_broker(mosquitto: Broker) -> Broker:
+    """The broker saves sessions on SIGTERM, so our subscriber's queue survives its restart."""
+    mosquitto.extra_config += (f"persistence true\npersistence_location {mosquitto.workdir}/\n")
+    mosquitto.restart()
+    return mosquitto
+
+
+@pytest.fixture
+def durable_subscriber(durable_broker: Broker):
+    sub = DurableSubscriber(durable_broker, [RESULTS, STATS])
+    yield sub
+    sub.close()
+
+
+def outbox_state(path: Path) -> tuple[int, dict[str, int]]:
+    """(depth, {pipeline: next seq}) read from the daemon's outbox while it runs."""
+    if not path.exists():
+        return 0, {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        depth = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        seqs = dict(db.execute("SELECT name, next_seq FROM pipelines").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return 0, {}
+    finally:
+        db.close()
+    return depth, seqs
+
+
+def produced(path: Path, pipeline: str = "digits") -> int:
+    return outbox_state(path)[1].get(pipeline, 0)
+
+
+def assert_complete(got: list[int], total: int) -> int:
+    """Every seq 0..total-1 arrived, first arrivals in order; returns the number of duplicates."""
+    assert total > 0
+    missing = sorted(set(range(total)) - set(got))
+    assert not missing, f"lost seq {missing[:20]} of {total}"
+    first: list[int] = []
+    seen: set[int] = set()
+    for seq in got:
+        if seq not in seen:
+            seen.add(seq)
+            first.append(seq)
+    assert first == sorted(first), "results overtook each other"
+    return len(got) - len(seen)
+
+
+def streaming_config(tmp_path: Path, broker: Broker, **mqtt_extra: Any) -> tuple[Path, Path]:
+    outbox = tmp_path / "outbox.sqlite"
+    settings = {"outbox_path": str(outbox), "stats_interval": 1.0, "max_inflight": 20}
+    settings.update(mqtt_extra)
+    config = write_config(tmp_path / "config.toml", broker, [digits_pipeline(loop=True, fps=25.0)],
+                          mqtt_extra=settings)
+    return config, outbox
+
+
+def test_broker_outage_during_a_stream_loses_nothing(tmp_path, durable_broker, durable_subscriber,
+                                                    start_daemon):
+    sub = durable_subscriber
+    config, outbox = streaming_config(tmp_path, durable_broker)
+    daemon = start_daemon(config)
+    wait_until(lambda: len(sub.seqs()) >= 10, 30)
+    durable_broker.stop()
+    # The pipeline keeps producing; the results wait on disk (several seconds' worth).
+    wait_until(lambda: outbox_state(outbox)[0] >= 60, 30)
+    durable_broker.start()
+    during_outage = produced(outbox)
+    wait_until(lambda: max(sub.seqs(), default=-1) >= during_outage + 10, 60)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    total = produced(outbox)
+    wait_until(lambda: len(set(sub.seqs())) >= total, 20)
+    duplicates = assert_complete(sub.seqs(), total)
+    print(f"{total} results across a broker outage, {duplicates} duplicate(s)")
+    assert outbox_state(outbox)[0] == 0
+    assert "lost the broker connection" in daemon.log
+    # The stats were published again after the reconnect and say what happened.
+    stats = wait_until(lambda: [s for s in sub.on(STATS) if s["mqtt"]["disconnects"] >= 1], 20)
+    last = stats[-1]
+    assert last["mqtt"]["connects"] >= 2
+    assert last["pipelines"]["digits"]["dropped"] == 0
+    assert last["pipelines"]["digits"]["results"] == total
+
+
+def test_dropped_connections_resend_only_what_was_unacknowledged(tmp_path, mosquitto, subscribe,
+                                                                 start_daemon):
+    """The broker drops the daemon's connection (a client takes over its id) mid-stream, thrice.
+
+    The broker and subscriber stay up, so every duplicate the subscriber sees was re-sent by the
+    daemon: at most the results in flight (`max_inflight`) per dropped connection, and never more
+    than the daemon says it re-sent (paho's own re-send of its in-flight copies would add more).
+    """
+    sub = subscribe(RESULTS, STATS)
+    outbox = tmp_path / "outbox.sqlite"
+    window = 20
+    config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline(loop=True)],
+                          mqtt_extra={"outbox_path": str(outbox), "stats_interval": 1.0,
+                                      "max_inflight": window, "outbox_sync": "normal"})
+    daemon = start_daemon(config)
+    for round_ in range(3):
+        wait_until(lambda: len(sub.json_on(RESULTS)) >= 100 * (round_ + 1), 30)
+        intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-runtime-test-pi")
+        intruder.connect(mosquitto.host, mosquitto.port)
+        intruder.loop(1.0)  # CONNACK: the broker has dropped the daemon's connection
+        intruder.disconnect()
+    wait_until(lambda: "lost the broker connection" in daemon.log, 10)
+    wait_until(lambda: len(sub.json_on(RESULTS)) >= 400, 30)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    total = produced(outbox)
+    wait_until(lambda: len(set(r["seq"] for r in sub.json_on(RESULTS))) >= total, 20)
+    got = [r["seq"] for r in sub.json_on(RESULTS)]
+    duplicates = assert_complete(got, total)
+    final = wait_until(lambda: sub.json_on(STATS) and sub.json_on(STATS)[-1]["outbox"]["depth"] == 0
+                       and sub.json_on(STATS), 20)[-1]
+    resent, disconnects = final["mqtt"]["resent"], final["mqtt"]["disconnects"]
+    print(f"{total} results, {disconnects} dropped connection(s), {resent} re-sent, "
+          f"{duplicates} duplicate(s)")
+    assert disconnects >= 1
+    assert duplicates <= resent <= window * disconnects
+
+
+@pytest.mark.parametrize("broker_up", [True, False], ids=["broker-up", "broker-down"])
+def test_kill_9_mid_stream_leaves_no_gap_after_restart(tmp_path, durable_broker, durable_subscriber,
+                                                       start_daemon, broker_up):
+    sub = durable_subscriber
+    config, outbox = streaming_config(tmp_path, durable_broker)
+    first = start_daemon(config)
+    wait_until(lambda: len(sub.seqs()) >= 15, 30)
+    if not broker_up:
+        durable_broker.stop()
+        wait_until(lambda: outbox_state(outbox)[0] >= 25, 30)  # a backlog on disk
+    first.signal(signal.SIGKILL)
+    first.wait(10)
+    before = produced(outbox)
+    if not broker_up:
+        durable_broker.start()
+    second = start_daemon(config)
+    wait_until(lambda: max(sub.seqs(), default=-1) >= before + 10, 60)
+    second.signal(signal.SIGTERM)
+    assert second.wait(30) == 0, second.log
+    total = produced(outbox)
+    wait_until(lambda: len(set(sub.seqs())) >= total, 20)
+    duplicates = assert_complete(sub.seqs(), total)
+    print(f"{total} results across kill -9 ({'broker up' if broker_up else 'backlog'}), "
+          f"{duplicates} duplicate(s)")
+    if not broker_up:
+        assert "undelivered result(s) from before" in second.log
+
+
+def test_overflow_with_the_broker_down_is_counted_exactly(tmp_path, durable_broker,
+                                                          durable_subscriber, start_daemon):
+    sub = durable_subscriber
+    outbox = tmp_path / "outbox.sqlite"
+    config = write_config(tmp_path / "config.toml", durable_broker, [digits_pipeline(fps=25.0)],
+                          mqtt_extra={"outbox_path": str(outbox), "outbox_max_messages": 5,
+                                      "stats_interval": 1.0})
+    durable_broker.stop()
+    daemon = start_daemon(config)
+    wait_until(lambda: produced(outbox) == 20, 30)  # every sample image has its result
+    assert outbox_state(outbox)[0] == 5
+    durable_broker.start()
+    assert daemon.wait(30) == 0, daemon.log  # file source done: flush, then exit
+    wait_until(lambda: len(sub.seqs()) >= 5, 20)
+    assert sub.seqs() == [15, 16, 17, 18, 19]  # the newest five; the 15 oldest were dropped
+    final = wait_until(lambda: [s for s in sub.on(STATS) if s["outbox"]["depth"] == 0], 20)[-1]
+    assert final["pipelines"]["digits"]["dropped"] == 15
+    assert final["outbox"]["dropped"] == 15
+    assert final["pipelines"]["digits"]["results"] == 20
+    assert "outbox full" in daemon.log and "dropped" in daemon.log
+
+
+def write_random(path: Path) -> int:
+    path.write_bytes(bytes(range(256)) * 200)
+    return 0
+
+
+def write_truncated(path: Path) -> int:
+    """A real outbox with 400 undelivered results of the pipeline, cut in half."""
+    outbox = SqliteOutbox(path, 10**6, 10**9, sync="normal")
+    for _ in range(400):
+        outbox.append("digits", RESULTS, 1,
+                      lambda s: json.dumps({"seq": s, "pad": "x" * 300}).encode())
+    outbox.close()
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return 400
+
+
+@pytest.mark.parametrize("damage", [write_random, write_truncated], ids=["random", "truncated"])
+def test_corrupt_outbox_at_start_is_moved_aside_and_the_daemon_runs(
+        tmp_path, mosquitto, subscribe, start_daemon, damage):
+    sub = subscribe(RESULTS)
+    outbox = tmp_path / "outbox.sqlite"
+    old_results = damage(outbox)
+    config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"outbox_path": str(outbox)})
+    daemon = start_daemon(config)
+    assert daemon.wait(60) == 0, daemon.log
+    aside = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
+    assert len(aside) == 1 and f"moved it to {aside[0]}" in daemon.log
+    assert "IS UNUSABLE" in daemon.log
+    seqs = [r["seq"] for r in wait_until(lambda: sub.json_on(RESULTS)[19:] and sub.json_on(RESULTS), 20)]
+    new = seqs[-20:]
+    # The truncated file's counter was salvaged: seq continues after the old results.
+    assert new == list(range(old_results, old_results + 20))
+    salvaged = seqs[:-20]
+    assert salvaged == list(range(len(salvaged)))
+    assert f"salvaged {len(salvaged)} undelivered result(s)" in daemon.log
+
+
+def test_garbage_on_a_sensor_topic_is_counted_and_good_readings_still_work(
+        tmp_path, mosquitto, subscribe, start_daemon):
+    """Huge, deeply nested, non-UTF-8, non-finite and wrongly shaped payloads among good ones."""
+    sub = subscribe("edge/test-pi/vib/result", STATS)
+    config = write_config(tmp_path / "c.toml", mosquitto, [{
+        "name": "vib",
+        "source": {"type": "mqtt", "topic": "sensors/vib", "max_payload_bytes": 65536},
+        "model": {"path": str(VIBRATION_MODEL)},
+    }], mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite"), "stats_interval": 1.0})
+    daemon = start_daemon(config)
+    wait_until(lambda: sub.json_on(STATS), 30)  # connected; the source subscribes alongside
+    pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    pub.connect(mosquitto.host, mosquitto.port)
+    pub.loop_start()
+    garbage = [
+        b"\xff\xfe\x00",  # not UTF-8
+        b"x" * 2_000_000,  # over max_payload_bytes
+        b"[" * 60_000,  # nesting deep enough to blow the JSON parser's recursion limit
+        b'{"ax": 1e999, "ay": 0, "az": 1}',  # inf
+        b'{"ax": Infinity, "ay": 0, "az": 1}',
+        b'{"ax": NaN, "ay": 0, "az": 1}',
+        b"",
+        b"null",
+        b'[{"ax": 1}]',
+        b'{"ax": [1], "ay": 0, "az": 1}',
+    ]
+    good = 0
+
+    def send_good(n: int) -> None:
+        nonlocal good
+        for i in range(n):
+            pub.publish("sensors/vib", json.dumps({"ax": 0.0, "ay": 0.0, "az": 1.0 + 0.01 * (i % 3)}),
+                        qos=1).wait_for_publish(5)
+            good += 1
+
+    def bad_inputs() -> int:
+        stats = sub.json_on(STATS)
+        return stats[-1]["pipelines"]["vib"]["bad_inputs"] if stats else -1
+
+    # The source subscribes on its own connection: wait until good readings produce results.
+    wait_until(lambda: (send_good(8), sub.json_on("edge/test-pi/vib/result"))[1], 30)
+    before = len(sub.json_on("edge/test-pi/vib/result"))
+    for payload in garbage:
+        pub.publish("sensors/vib", payload, qos=1).wait_for_publish(10)
+        send_good(2)
+    wait_until(lambda: bad_inputs() == len(garbage), 30)
+    send_good(40)  # the window refills with good rows: results flow again after the garbage
+    wait_until(lambda: len(sub.json_on("edge/test-pi/vib/result")) > before + 5, 30)
+    assert daemon.process.poll() is None
+    assert sub.json_on("edge/test-pi/vib/result")[-1]["classes"][0]["label"] == "idle"
+    assert "skipping bad sensor payload" in daemon.log
+    pub.loop_stop()
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+
+
+def test_a_deeply_nested_payload_is_bad_input_not_a_crash():
+    from edge_runtime.sources.mqtt_source import parse_sensor_payload
+    from edge_runtime.sources.windowing import SensorDataError
+
+    with pytest.raises(SensorDataError, match="nested too deeply"):
+        parse_sensor_payload(b"[" * 60_000, ("ax",))
