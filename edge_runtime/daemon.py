@@ -10,7 +10,9 @@ from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 from edge_runtime.publishing.stats import StatsReporter
+from edge_runtime.supervision.fault_injection import install_stall_hooks
 from edge_runtime.supervision.heartbeat import Heartbeats
+from edge_runtime.supervision.sd_notify import SystemdNotifier, WatchdogSettings, WatchdogThread
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +28,11 @@ class Daemon:
     def __init__(self, app: AppConfig, parts: list[PipelineParts]) -> None:
         self.app = app
         self.heartbeats = Heartbeats()
+        install_stall_hooks(parts)  # no-op unless a test sets EDGE_RUNTIME_TEST_STALL_INFERENCE
+        # systemd (Type=notify): READY once running, WATCHDOG=1 while every heartbeat is fresh.
+        self.notifier = SystemdNotifier.from_env()
+        self.watchdog = WatchdogThread(self.notifier, self.heartbeats, WatchdogSettings.from_env(),
+                                       self.status_line)
         self.publisher = MqttPublisher(app, self.heartbeats)
         self.runners = [
             PipelineRunner(
@@ -49,6 +56,9 @@ class Daemon:
         logger.info("running %d pipeline(s): %s; publishing to %s:%d under %s/",
                     len(self.runners), ", ".join(r.name for r in self.runners),
                     self.app.mqtt.host, self.app.mqtt.port, self.publisher.topics.base)
+        if self.notifier.enabled:
+            self.watchdog.start()
+            self.notifier.ready(self.status_line())
         try:
             while not stop.wait(0.5):
                 main_beat.beat()
@@ -60,6 +70,7 @@ class Daemon:
         return 0
 
     def shutdown(self) -> None:
+        self.notifier.stopping()
         for runner in self.runners:
             runner.stop()
         for runner in self.runners:
@@ -70,6 +81,10 @@ class Daemon:
                         runner.name, runner.stats.frames, runner.stats.results, runner.dropped,
                         runner.input_errors())
         self.heartbeats.unregister("main")
+        if self.watchdog.is_alive():  # pinged through the shutdown; TimeoutStopSec bounds it
+            self.watchdog.stop()
+            self.watchdog.join(SHUTDOWN_TIMEOUT)
+        self.notifier.close()
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= and logs."""
