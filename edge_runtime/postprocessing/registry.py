@@ -7,6 +7,7 @@ from typing import Any, Callable
 
 from edge_runtime.postprocessing.base import Postprocessor, TaskContext
 from edge_runtime.postprocessing.classification import ClassificationOptions, Classifier
+from edge_runtime.postprocessing.detection import DetectionOptions, Detector
 from edge_runtime.postprocessing.raw import RawOptions, RawOutputs
 
 
@@ -18,6 +19,7 @@ class TaskPlugin:
 
 TASKS: dict[str, TaskPlugin] = {
     "classification": TaskPlugin(ClassificationOptions, Classifier),
+    "detection": TaskPlugin(DetectionOptions, Detector),
     "raw": TaskPlugin(RawOptions, RawOutputs),
 }
 DEFAULT_TASK = "raw"
