@@ -201,3 +201,22 @@ def test_default_path_is_the_systemd_state_directory_else_next_to_the_config(tmp
     assert default_outbox_path(config, {}) == tmp_path / "site.outbox.sqlite"
     assert default_outbox_path(config, {"STATE_DIRECTORY": "/var/lib/edge-runtime:/x"}) == \
         Path("/var/lib/edge-runtime/outbox.sqlite")
+
+
+def test_disk_full_drops_are_counted_and_writing_resumes(tmp_path, caplog):
+    """SQLite's own "database or disk is full" (a page budget stands in for a full disk)."""
+    path = tmp_path / "o.sqlite"
+    outbox = SqliteOutbox(path, 10**6, 10**9, sync="normal")
+    outbox._db.execute("PRAGMA max_page_count=12")  # the file cannot grow past 12 pages
+    assigned = fill(outbox, "a", 60, pad=1000)
+    assert assigned == list(range(60))  # seq is consumed either way: the gap shows the loss
+    snap = outbox.snapshot()
+    stored = seqs(outbox)
+    assert 0 < snap.depth == len(stored) < 60
+    assert snap.pipelines["a"].dropped == 60 - len(stored)
+    assert "database or disk is full" in caplog.text
+    outbox.ack(outbox.pending(0, 1000))  # the broker caught up: room again
+    assert fill(outbox, "a", 1) == [60] and seqs(outbox) == [60]
+    outbox.close()
+    again = open_outbox(path, 10**6, 10**9)  # the drops counted while full survive a restart
+    assert again.snapshot().pipelines["a"].dropped == 60 - len(stored)

@@ -344,3 +344,57 @@ def test_a_deeply_nested_payload_is_bad_input_not_a_crash():
 
     with pytest.raises(SensorDataError, match="nested too deeply"):
         parse_sensor_payload(b"[" * 60_000, ("ax",))
+
+
+def test_silent_network_loss_is_detected_and_nothing_is_lost(tmp_path, durable_broker,
+                                                             durable_subscriber, start_daemon):
+    """The broker freezes (SIGSTOP): TCP stays open, nothing answers, like a dead network path.
+
+    Only the keepalive can notice; the results meanwhile wait in the outbox.
+    """
+    sub = durable_subscriber
+    config, outbox = streaming_config(tmp_path, durable_broker, keepalive=5)
+    daemon = start_daemon(config)
+    wait_until(lambda: len(sub.seqs()) >= 10, 30)
+    assert durable_broker.process is not None
+    durable_broker.process.send_signal(signal.SIGSTOP)
+    try:
+        wait_until(lambda: "lost the broker connection" in daemon.log, 30)
+    finally:
+        durable_broker.process.send_signal(signal.SIGCONT)
+    frozen_until = produced(outbox)
+    wait_until(lambda: max(sub.seqs(), default=-1) >= frozen_until + 10, 60)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    total = produced(outbox)
+    wait_until(lambda: len(set(sub.seqs())) >= total, 20)
+    duplicates = assert_complete(sub.seqs(), total)
+    print(f"{total} results across a frozen broker, {duplicates} duplicate(s)")
+
+
+def test_qos0_results_bypass_the_outbox_and_are_counted_when_the_broker_is_away(tmp_path,
+                                                                                mosquitto,
+                                                                                subscribe):
+    from edge_runtime.config.loader import load_config
+    from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+
+    outbox = tmp_path / "outbox.sqlite"
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"qos": 0, "outbox_path": str(outbox)})
+    mosquitto.stop()
+    publisher = MqttPublisher(load_config(config))
+    publisher.start()
+    try:
+        assert [publisher.publish_result("digits", {"n": i}) for i in range(5)] == [0, 1, 2, 3, 4]
+        assert publisher.qos0_dropped == 5 and publisher.outbox.depth() == 0
+        mosquitto.start()
+        assert publisher.wait_connected(30)
+        sub = subscribe(RESULTS)
+        for i in range(5, 10):
+            publisher.publish_result("digits", {"n": i})
+        wait_until(lambda: len(sub.json_on(RESULTS)) == 5, 20)
+        assert [r["seq"] for r in sub.json_on(RESULTS)] == [5, 6, 7, 8, 9]
+        assert publisher.stats()["mqtt"]["qos0_dropped"] == 5
+    finally:
+        publisher.stop(5)
+    assert outbox_state(outbox) == (0, {})  # nothing went through the file

@@ -204,18 +204,19 @@ class MqttPublisher:
             while True:
                 if beat:
                     beat.beat()
-                if self._client is None:
-                    if self._closing.is_set():
+                try:
+                    if self._client is None:
+                        if self._closing.is_set():
+                            break
+                        if not self._connect():
+                            self._pause(self._backoff.next_delay())
+                            continue
+                    if self._closing.is_set() and self._say_goodbye():
                         break
-                    if not self._connect():
-                        self._pause(self._backoff.next_delay())
-                        continue
-                if self._closing.is_set() and self._say_goodbye():
-                    break
-                self._step()
-        except Exception:  # noqa: BLE001 - log it: a dead network thread would stop all delivery
-            logger.exception("the mqtt-network thread failed")
-            raise
+                    self._step()
+                except Exception:  # noqa: BLE001 - a dead network thread would stop all delivery
+                    logger.exception("mqtt-network: unexpected error; reconnecting")
+                    self._lost("unexpected error")
         finally:
             if self._client is not None:
                 self._drop_client()

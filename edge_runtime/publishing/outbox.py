@@ -290,14 +290,17 @@ class SqliteOutbox(Outbox):
                 depth, total = self._depth + 1, self._bytes + size
                 if depth > self.max_messages or total > self.max_bytes:
                     dropped = self._evict(depth, total)
-                for name, seqs in dropped.items():
-                    db.execute("INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, 0, 0) "
-                               "ON CONFLICT(name) DO NOTHING", (name,))
-                    db.execute("UPDATE pipelines SET dropped = dropped + ? WHERE name = ?",
-                               (len(seqs), name))
-                db.execute("INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, ?, 0) "
-                           "ON CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq",
-                           (pipeline, seq + 1))
+                # Absolute values from memory (loaded at open): they also carry drops counted
+                # while the disk refused writes.
+                totals = {name: self._counts_for(name).dropped + len(seqs)
+                          for name, seqs in dropped.items()}
+                totals.setdefault(pipeline, counts.dropped)
+                db.executemany(
+                    "INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, ?, ?) "
+                    "ON CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq, "
+                    "dropped = excluded.dropped",
+                    [(name, seq + 1 if name == pipeline else self._counts_for(name).next_seq, value)
+                     for name, value in totals.items()])
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
