@@ -171,7 +171,7 @@ def test_dropped_connections_resend_only_what_was_unacknowledged(tmp_path, mosqu
                                       "max_inflight": window, "outbox_sync": "normal"})
     daemon = start_daemon(config)
     for round_ in range(3):
-        wait_until(lambda: len(sub.json_on(RESULTS)) >= 100 * (round_ + 1), 30)
+        wait_until(lambda n=100 * (round_ + 1): len(sub.json_on(RESULTS)) >= n, 30)
         intruder = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="edge-runtime-test-pi")
         intruder.connect(mosquitto.host, mosquitto.port)
         intruder.loop(1.0)  # CONNACK: the broker has dropped the daemon's connection
@@ -273,7 +273,8 @@ def test_corrupt_outbox_at_start_is_moved_aside_and_the_daemon_runs(
     aside = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
     assert len(aside) == 1 and f"moved it to {aside[0]}" in daemon.log
     assert "IS UNUSABLE" in daemon.log
-    seqs = [r["seq"] for r in wait_until(lambda: sub.json_on(RESULTS)[19:] and sub.json_on(RESULTS), 20)]
+    wait_until(lambda: len(sub.json_on(RESULTS)) >= 20, 20)
+    seqs = [r["seq"] for r in sub.json_on(RESULTS)]
     new = seqs[-20:]
     # The truncated file's counter was salvaged: seq continues after the old results.
     assert new == list(range(old_results, old_results + 20))
@@ -313,8 +314,8 @@ def test_garbage_on_a_sensor_topic_is_counted_and_good_readings_still_work(
     def send_good(n: int) -> None:
         nonlocal good
         for i in range(n):
-            pub.publish("sensors/vib", json.dumps({"ax": 0.0, "ay": 0.0, "az": 1.0 + 0.01 * (i % 3)}),
-                        qos=1).wait_for_publish(5)
+            reading = {"ax": 0.0, "ay": 0.0, "az": 1.0 + 0.01 * (i % 3)}
+            pub.publish("sensors/vib", json.dumps(reading), qos=1).wait_for_publish(5)
             good += 1
 
     def bad_inputs() -> int:

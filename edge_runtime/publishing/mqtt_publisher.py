@@ -77,16 +77,13 @@ class MqttPublisher:
         self._connected = threading.Event()
         self._closing = threading.Event()  # stop(): say goodbye and leave
         self._drained = threading.Condition()  # notified when acks shrink the outbox
-        self._lock = threading.Lock()  # QoS 0 seq/queue and the state topics, across threads
+        self._lock = threading.Lock()  # QoS 0 seq and queue, shared with the workers
         self._qos0_seq: dict[str, int] = {}
         self._qos0: deque[tuple[str, bytes]] = deque()
-        self._state: dict[str, bytes] = {}  # retained state waiting to be sent
-        self._last_state: dict[str, bytes] = {}  # all retained state, re-sent after each connect
         # -- network thread only ---------------------------------------------------------------
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, OutboxMessage] = {}  # paho mid -> outbox row, this connection
         self._acked: list[int] = []  # mids whose PUBACK arrived, processed after each read
-        self._state_mids: set[int] = set()  # status/stats messages not yet acknowledged
         self._cursor = 0  # highest outbox id handed to the client on this connection
         self._high_water = 0  # highest outbox id ever handed to a client: below it = a resend
         self._connect_started = 0.0
@@ -124,13 +121,6 @@ class MqttPublisher:
             seq = self.outbox.append(pipeline, topic, self.config.qos, encoded)
         self._wake()
         return seq
-
-    def publish_state(self, topic: str, payload: bytes) -> None:
-        """Retained device state: sent now if connected, and again after every reconnect."""
-        with self._lock:
-            self._state[topic] = payload
-            self._last_state[topic] = payload
-        self._wake()
 
     def attach_stats(self, reporter: StatsReporter) -> None:
         """The reporter that knows the pipelines (set by the daemon before start())."""
@@ -240,7 +230,6 @@ class MqttPublisher:
         self._client = client
         self._inflight.clear()
         self._acked.clear()
-        self._state_mids.clear()
         self._cursor = 0
         self._connect_started = time.monotonic()
         return True
@@ -250,9 +239,10 @@ class MqttPublisher:
         client = self._client
         assert client is not None
         if self._connected.is_set():
-            self._send_state_if_due(client)
+            self._send_stats_if_due(client)
             self._fill_window(client)
-        elif time.monotonic() - self._connect_started > client.connect_timeout + self.config.keepalive:
+        elif time.monotonic() - self._connect_started > \
+                client.connect_timeout + self.config.keepalive:
             self._lost("no CONNACK from the broker")
             return
         sock = client.socket()
@@ -319,21 +309,17 @@ class MqttPublisher:
             with self._drained:
                 self._drained.notify_all()
 
-    def _send_state_if_due(self, client: mqtt.Client) -> None:
-        with self._lock:
-            state, self._state = self._state, {}
-        for topic, payload in state.items():
-            self._state_mids.add(client.publish(topic, payload, qos=1, retain=True).mid)
-        if self.config.stats_interval > 0 and time.monotonic() >= self._next_stats:
+    def _send_stats_if_due(self, client: mqtt.Client) -> None:
+        if time.monotonic() >= self._next_stats:
             self._publish_stats(client)
 
     def _publish_stats(self, client: mqtt.Client) -> None:
         self._next_stats = time.monotonic() + self.config.stats_interval
         payload = json.dumps(self.stats(), separators=(",", ":")).encode("utf-8")
-        self._state_mids.add(client.publish(self.topics.stats, payload, qos=1, retain=True).mid)
+        client.publish(self.topics.stats, payload, qos=1, retain=True)
 
     def _say_goodbye(self) -> bool:
-        """On stop: final stats and `offline`, wait for their PUBACKs, disconnect. True when done."""
+        """On stop: final stats and `offline`, wait for their PUBACKs, disconnect; then True."""
         client = self._client
         assert client is not None
         if not self._connected.is_set():
@@ -398,10 +384,8 @@ class MqttPublisher:
         self._connected.set()
         logger.info("connected to broker %s:%d as %s; %d result(s) to send from the outbox",
                     self.config.host, self.config.port, self.client_id, self.outbox.depth())
-        self._state_mids.add(client.publish(self.topics.status, ONLINE, qos=1, retain=True).mid)
-        with self._lock:
-            # Retained state goes out again on every connection (the broker may have restarted).
-            self._state.update(self._last_state)
+        # Retained state goes out again on every connection (the broker may have restarted).
+        client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         self._next_stats = 0.0  # stats right away: they say what happened while we were away
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
@@ -412,7 +396,5 @@ class MqttPublisher:
 
     def _on_publish(self, client: mqtt.Client, userdata: Any, mid: int, reason: Any,
                     properties: Any) -> None:
-        if mid in self._inflight:
+        if mid in self._inflight:  # else status/stats: nothing waits for those
             self._acked.append(mid)
-        else:
-            self._state_mids.discard(mid)

@@ -21,7 +21,7 @@ import sqlite3
 import threading
 import time
 from collections import OrderedDict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Literal
 
@@ -52,6 +52,10 @@ CREATE TABLE IF NOT EXISTS pipelines (
     dropped INTEGER NOT NULL
 );
 """
+
+
+_DEPTH_BY_PIPELINE = (
+    "SELECT pipeline, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY pipeline")
 
 
 class OutboxError(Exception):
@@ -267,8 +271,7 @@ class SqliteOutbox(Outbox):
             db.execute(f"PRAGMA user_version={FORMAT_VERSION}")
         for name, next_seq, dropped in db.execute("SELECT name, next_seq, dropped FROM pipelines"):
             self._counts[name] = PipelineCounts(int(next_seq), int(dropped))
-        for name, depth, size in db.execute(
-                "SELECT pipeline, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY pipeline"):
+        for name, depth, size in db.execute(_DEPTH_BY_PIPELINE):
             self._counts_for(name).depth = int(depth)
             self._depth += int(depth)
             self._bytes += int(size)
@@ -354,8 +357,8 @@ class SqliteOutbox(Outbox):
 
     def _reload_counts(self) -> None:
         try:
-            depth = {name: (int(d), int(s)) for name, d, s in self._db.execute(
-                "SELECT pipeline, COUNT(*), COALESCE(SUM(size), 0) FROM messages GROUP BY pipeline")}
+            depth = {name: (int(d), int(s))
+                     for name, d, s in self._db.execute(_DEPTH_BY_PIPELINE)}
         except sqlite3.Error:
             return
         self._depth = sum(d for d, _ in depth.values())
@@ -419,7 +422,7 @@ class SqliteOutbox(Outbox):
                 db.execute(f"PRAGMA synchronous={self._sync.upper()}")
             except sqlite3.Error as exc:
                 self._rollback()
-                # The rows stay and are sent again after the next reconnect: a duplicate, not a loss.
+                # The rows stay and are sent again after a reconnect: a duplicate, not a loss.
                 self._warn.warning("ack", "outbox %s: cannot delete acknowledged results: %s",
                                    self.path, exc)
                 return 0
@@ -448,7 +451,7 @@ class SqliteOutbox(Outbox):
                 logger.warning("outbox %s: close failed: %s", self.path, exc)
 
 
-# -- opening, with recovery -------------------------------------------------------------------------
+# -- opening, with recovery -----------------------------------------------------------------------
 def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None = None) -> Path:
     """$STATE_DIRECTORY/outbox.sqlite under systemd (StateDirectory=), else next to the config file.
 
@@ -464,7 +467,7 @@ def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None 
 
 
 def open_outbox(path: Path, max_messages: int, max_bytes: int, sync: SyncMode = "full") -> Outbox:
-    """The sqlite outbox at `path`; a corrupt file is moved aside; memory if the disk is unusable."""
+    """The sqlite outbox at `path`; a corrupt file is moved aside; memory if no disk is usable."""
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         return SqliteOutbox(path, max_messages, max_bytes, sync)
@@ -532,8 +535,9 @@ def salvage(path: Path) -> tuple[dict[str, tuple[int, int]], list[SalvagedRow]]:
 
 
 def _memory_fallback(path: Path, max_messages: int, max_bytes: int, problem: str) -> Outbox:
-    logger.error("OUTBOX %s CANNOT BE USED (%s): keeping results in memory only, so a restart loses "
-                 "the undelivered ones; set [mqtt] outbox_path to a writable place", path, problem)
+    logger.error("OUTBOX %s CANNOT BE USED (%s): keeping results in memory only, so a restart "
+                 "loses the undelivered ones; set [mqtt] outbox_path to a writable place",
+                 path, problem)
     return MemoryOutbox(max_messages, max_bytes)
 
 
