@@ -1,25 +1,24 @@
 """Subprocess that runs TFLiteConverter: `python -m converters._convert_worker JOB.json`.
 
-The TF converter can crash the whole process on some graphs, so edge-convert runs it here and
-turns a crash into an error naming the mode (see converters.conversion). The job file names the
-source model, its loader, the calibration array and the modes to convert in order; each model
-is written to its own file. Progress goes out as JSON lines on the original stdout; everything
-else printed to stdout (the converter prints) is sent to stderr.
+The TF converter can crash the whole process on some graphs (TF 2.21 segfaults calibrating a
+Keras 3 LSTM for int8), so edge-convert runs it here and turns a crash into an error naming the
+mode (see converters.conversion). The job file names the source model, its loader, the
+calibration array and the modes to convert in order; each model is written to its own file.
+Progress goes out as JSON lines on the original stdout; everything else printed to stdout (the
+converter prints) is sent to stderr.
 """
 
 from __future__ import annotations
 
+import faulthandler
 import json
 import os
-import signal
 import sys
 import tempfile
 import traceback
 from pathlib import Path
 from typing import Any, Iterator, TextIO
 
-# Test hook: crash with SIGSEGV when this mode starts, to test crash handling for real.
-CRASH_ENV = "EDGE_CONVERT_TEST_CRASH_MODE"
 PROGRESS_EVERY = 10
 
 
@@ -58,8 +57,6 @@ def run(job: dict[str, Any], events: TextIO) -> int:
     for item in job["jobs"]:
         mode, io_type = item["mode"], item["io_type"]
         _emit(events, event="start", mode=mode)
-        if os.environ.get(CRASH_ENV) == mode:
-            os.kill(os.getpid(), signal.SIGSEGV)
         try:
             scratch = Path(tempfile.mkdtemp(prefix=f"convert-{mode}-", dir=job["workdir"]))
             converter = source.make_converter(scratch)
@@ -86,6 +83,8 @@ def _summary(exc: BaseException) -> str:
 
 def main(argv: list[str]) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # On a crash, the Python stack goes to stderr: the parent names the converter phase from it.
+    faulthandler.enable()
     # Keep the event stream clean: whatever TensorFlow prints to stdout goes to stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)

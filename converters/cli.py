@@ -25,7 +25,8 @@ def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected numbers separated by commas, got {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"expected numbers separated by commas, got {text!r}") from None
 
 
 def _names(text: str) -> tuple[str, ...]:
@@ -49,6 +50,8 @@ def build_parser() -> argparse.ArgumentParser:
                              "(default float32)")
     parser.add_argument("--compare", action="store_true",
                         help="convert and verify every mode, print a table, write no model")
+    parser.add_argument("--output-dir", type=Path,
+                        help="with --compare: also write each verified mode's model here")
     data = parser.add_argument_group("data")
     data.add_argument("--calibration-data", type=Path,
                       help="folder of images, .npy/.npz of inputs, or sensor .csv")
@@ -67,7 +70,8 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--color", choices=("rgb", "bgr", "gray"),
                      help="channel order the model wants (default: rgb, gray for 1 channel)")
     pre.add_argument("--resize", choices=("stretch", "letterbox", "center-crop"))
-    pre.add_argument("--mean", type=_floats, help="subtracted per channel, e.g. 127.5 or 124,117,104")
+    pre.add_argument("--mean", type=_floats,
+                     help="subtracted per channel, e.g. 127.5 or 124,117,104")
     pre.add_argument("--std", type=_floats, help="divisor per channel, e.g. 127.5")
     pre.add_argument("--layout", choices=("nhwc", "nchw"))
     pre.add_argument("--columns", type=_names, default=(),
@@ -103,6 +107,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
     return Options(
         model=args.model,
         output=args.output,
+        output_dir=args.output_dir,
         modes=MODE_NAMES if args.compare else (args.quantize,),
         io_type=args.io_type,
         calibration_data=args.calibration_data,
@@ -131,8 +136,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    if args.plot and not args.compare:
-        parser.error("--plot draws the --compare table; add --compare")
+    if (args.plot or args.output_dir) and not args.compare:
+        parser.error("--plot and --output-dir go with --compare")
     from converters.convert import run
 
     try:

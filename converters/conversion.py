@@ -11,6 +11,7 @@ import json
 import logging
 import os
 import queue
+import re
 import signal
 import subprocess
 import sys
@@ -189,14 +190,28 @@ def _run_worker(
             # Died before starting a mode (e.g. while loading the model): nothing to retry on.
             tail = _tail(stderr_path)
             raise ConvertError(f"{reason} before converting{': ' + tail if tail else ''}")
+        log = stderr_path.read_text(errors="replace") if stderr_path.exists() else ""
         logger.error("worker crashed converting %s; last converter output:\n%s", current,
                      _tail(stderr_path))
+        site = crash_site(log)
         outcomes[current].error = (
-            f"{reason} while converting --quantize {current}; this graph cannot be converted "
-            f"in this mode"
+            f"{reason}{' in ' + site if site else ''} while converting --quantize {current}; "
+            f"this graph cannot be converted in this mode"
         )
         settled.add(current)
     return settled
+
+
+_FRAME = re.compile(r'File "(?P<file>[^"]+)", line \d+ in (?P<function>\S+)')
+
+
+def crash_site(log: str) -> str | None:
+    """'calibrator.py:_feed_tensors' from the innermost frame of faulthandler's dump, if any."""
+    _, found, dump = log.rpartition("Current thread")
+    match = _FRAME.search(dump) if found else None
+    if match is None:
+        return None
+    return f"{Path(match['file']).name}:{match['function']}"
 
 
 def _parse(line: str) -> dict[str, Any] | None:

@@ -28,7 +28,7 @@ from converters.report import ModeReport, Report
 from converters.runtime_check import check, targets
 from converters.verify import TfliteRun, reference_accuracy, run_tflite, score
 from edge_runtime.model.metadata import ModelMetadata, read_model_metadata
-from edge_runtime.model.runtime import select_runtime
+from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
 from edge_runtime.postprocessing.registry import TASKS as DAEMON_TASKS
 from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
@@ -44,6 +44,8 @@ VERIFY_RUNTIME = "ai-edge-litert"  # the daemon's default runtime
 class Options:
     model: Path
     output: Path | None = None
+    # --compare: also write each verified mode's model here as <model stem>_<mode>.tflite.
+    output_dir: Path | None = None
     modes: tuple[str, ...] = ("int8",)
     io_type: str | None = None
     calibration_data: Path | None = None
@@ -107,7 +109,8 @@ def _check_options(options: Options) -> dict[str, str]:
     io_types = {}
     for mode in options.modes:
         if mode not in MODES:
-            raise ConvertError(f"unknown --quantize {mode!r}; choose one of {', '.join(MODE_NAMES)}")
+            raise ConvertError(
+                f"unknown --quantize {mode!r}; choose one of {', '.join(MODE_NAMES)}")
         try:
             io_types[mode] = resolve_io_type(mode, options.io_type if not options.compare else None)
         except ValueError as exc:
@@ -129,10 +132,6 @@ def _input_settings(options: Options, source: SourceModel) -> InputSettings:
         raise ConvertError(str(exc)) from None
     return InputSettings(source.input, spec, options.columns, options.window, options.stride,
                          options.label_column)
-
-
-def _is_sensor(options: Options, settings: InputSettings) -> bool:
-    return bool(settings.columns)
 
 
 def _random_inputs(settings: InputSettings, sensor: bool) -> np.ndarray:
@@ -181,22 +180,15 @@ def _metadata(options: Options, settings: InputSettings, source: SourceModel, sh
     )
 
 
-def run(options: Options) -> Result:
-    io_types = _check_options(options)
-    progress = Progress(options.progress)
-    loader = find_loader(options.model)
-    known_labels = read_label_names(options.labels_file) if options.labels_file else ()
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
+@dataclass
+class _Inputs:
+    calibration: Dataset | None
+    validation: Dataset
+    note: str  # how the validation data was chosen, when not given
 
-    started = time.monotonic()
-    source = loader.load(options.model)
-    sha256 = source_sha256(options.model)
-    settings = _input_settings(options, source)
-    sensor = _is_sensor(options, settings)
-    logger.info("loaded %s (%s), input %s %s", options.model, loader.name,
-                list(source.input.shape), source.input.dtype)
 
+def _load_inputs(options: Options, settings: InputSettings, known_labels: tuple[str, ...],
+                 progress: Progress) -> _Inputs:
     needs_calibration = any(MODES[m].needs_calibration for m in options.modes)
     calibration: Dataset | None = None
     if options.calibration_data is not None:
@@ -205,7 +197,6 @@ def run(options: Options) -> Result:
     elif needs_calibration and not options.compare:
         raise ConvertError(f"--quantize {options.modes[0]} needs --calibration-data "
                            f"(a few hundred typical inputs)")
-
     note = ""
     if options.validation_data is not None:
         validation = load_dataset(options.validation_data, settings, known_labels,
@@ -214,23 +205,47 @@ def run(options: Options) -> Result:
         validation = calibration
         note = "no --validation-data: verified on the calibration data"
     else:
-        validation = Dataset(_random_inputs(settings, sensor), None, "random inputs")
+        validation = Dataset(_random_inputs(settings, bool(settings.columns)), None,
+                             "random inputs")
         note = (f"no --validation-data: agreement measured on {RANDOM_SAMPLES} random inputs, "
                 f"which says little about accuracy")
     if options.validation_labels is not None:
-        labels_array, names = read_labels_file(options.validation_labels, known_labels)
-        if len(labels_array) != len(validation):
+        labels, names = read_labels_file(options.validation_labels, known_labels)
+        if len(labels) != len(validation):
             raise ConvertError(f"validation labels {options.validation_labels}: "
-                               f"{len(labels_array)} labels for {len(validation)} samples")
-        validation.labels, validation.class_names = labels_array, names or validation.class_names
+                               f"{len(labels)} labels for {len(validation)} samples")
+        validation.labels, validation.class_names = labels, names or validation.class_names
         validation.origin += f", labels from {options.validation_labels}"
+    return _Inputs(calibration, validation, note)
+
+
+def run(options: Options) -> Result:
+    io_types = _check_options(options)
+    progress = Progress(options.progress)
+    loader = find_loader(options.model)
+    known_labels = read_label_names(options.labels_file) if options.labels_file else ()
+    try:
+        runtime = select_runtime(VERIFY_RUNTIME)
+    except RuntimeUnavailable as exc:
+        raise ConvertError(f"cannot verify: {exc}") from None
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
+
+    started = time.monotonic()
+    source = loader.load(options.model)
+    sha256 = source_sha256(options.model)
+    settings = _input_settings(options, source)
+    logger.info("loaded %s (%s), input %s %s", options.model, loader.name,
+                list(source.input.shape), source.input.dtype)
+    inputs = _load_inputs(options, settings, known_labels, progress)
+    validation, calibration = inputs.validation, inputs.calibration
     labels = tuple(known_labels) or validation.class_names
     classification = options.task == "classification"
 
     reference = source.predict(validation.x)
     ref_accuracy = reference_accuracy(reference, validation.labels) if classification else None
-    if options.max_accuracy_drop is not None and (not classification or reference[0].reshape(
-            len(validation), -1).shape[1] < 2):
+    if options.max_accuracy_drop is not None and (
+            not classification or reference[0].reshape(len(validation), -1).shape[1] < 2):
         raise ConvertError("--max-accuracy-drop needs a classification model with class scores")
 
     report = Report(
@@ -240,7 +255,8 @@ def run(options: Options) -> Result:
         task=options.task,
         validation={"origin": validation.origin, "samples": len(validation),
                     "labeled": validation.labels is not None,
-                    "reference_accuracy": ref_accuracy, "note": note},
+                    "reference_accuracy": None if ref_accuracy is None else round(ref_accuracy, 6),
+                    "note": inputs.note},
         calibration=({"origin": calibration.origin, "samples": len(calibration)}
                      if calibration is not None else None),
         converter={"name": "edge-convert", "version": converter_version(),
@@ -253,7 +269,11 @@ def run(options: Options) -> Result:
                                            "needs --calibration-data"))
         else:
             jobs.append(ConversionJob(mode, io_types[mode]))
-    runtime = select_runtime(VERIFY_RUNTIME)
+
+    def metadata(mode: str, io_type: str, verification: dict[str, Any] | None) -> ModelMetadata:
+        return _metadata(options, settings, source, sha256, labels, mode, io_type,
+                         tf.__version__, verification)
+
     with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
         workdir = Path(tmp)
         outcomes = convert_all(loader.name, options.model, jobs,
@@ -267,30 +287,38 @@ def run(options: Options) -> Result:
             if outcome.model_bytes is None:
                 entry.status, entry.message = "failed", outcome.error or "conversion failed"
                 continue
-            metadata = _metadata(options, settings, source, sha256, labels, mode, io_type,
-                                 tf.__version__)
+            # Verify the file as it will ship (metadata included), then embed the report.
             candidate = workdir / f"{mode}-with-metadata.tflite"
-            candidate.write_bytes(embed_metadata(outcome.model_bytes, metadata))
+            candidate.write_bytes(embed_metadata(outcome.model_bytes,
+                                                 metadata(mode, io_type, None)))
             _verify(entry, candidate, runtime, validation, reference, ref_accuracy,
                     classification, options, workdir, progress)
             if entry.status == "ok":
-                verification = _verification_doc(entry, report)
-                final = _metadata(options, settings, source, sha256, labels, mode, io_type,
-                                  tf.__version__, verification)
+                final = metadata(mode, io_type, _verification_doc(entry, report))
                 verified[mode] = embed_metadata(outcome.model_bytes, final)
-        report.modes.sort(key=lambda m: MODE_NAMES.index(m.mode))
-        logger.info("converted and verified in %.1f s", time.monotonic() - started)
-        if options.compare:
-            ok = any(m.status == "ok" for m in report.modes)
-            return Result(report, 0 if ok else 1, None, "" if ok else "no mode passed")
-        entry = report.modes[0]
-        if entry.status != "ok":
-            return Result(report, 1, None, f"--quantize {entry.mode}: {entry.message}; "
-                                           f"{options.output} was not written")
-        assert options.output is not None
-        written = _write(options.output, verified[entry.mode], runtime)
-        report.output = str(written)
-        return Result(report, 0, written)
+    report.modes.sort(key=lambda m: MODE_NAMES.index(m.mode))
+    logger.info("converted and verified in %.1f s", time.monotonic() - started)
+    return _finish(options, report, verified, runtime)
+
+
+def _finish(options: Options, report: Report, verified: dict[str, bytes],
+            runtime: Any) -> Result:
+    """Write what passed; the exit status and message."""
+    if options.compare:
+        if options.output_dir is not None:
+            for mode, model_bytes in verified.items():
+                _write(options.output_dir / f"{options.model.stem}_{mode}.tflite",
+                       model_bytes, runtime)
+        ok = any(m.status == "ok" for m in report.modes)
+        return Result(report, 0 if ok else 1, None, "" if ok else "no mode passed")
+    entry = report.modes[0]
+    if entry.status != "ok":
+        return Result(report, 1, None, f"--quantize {entry.mode}: {entry.message}; "
+                                       f"{options.output} was not written")
+    assert options.output is not None
+    written = _write(options.output, verified[entry.mode], runtime)
+    report.output = str(written)
+    return Result(report, 0, written)
 
 
 def _verify(entry: ModeReport, candidate: Path, runtime: Any, validation: Dataset,

@@ -205,8 +205,9 @@ def _load_arrays(
                 keys = list(archive.keys())
                 x_key = next((k for k in X_KEYS if k in keys), keys[0] if len(keys) == 1 else None)
                 if x_key is None:
-                    raise ConvertError(f"{where}: no input array; name it one of {', '.join(X_KEYS)} "
-                                       f"(found {', '.join(keys) or 'none'})")
+                    raise ConvertError(
+                        f"{where}: no input array; name it one of {', '.join(X_KEYS)} "
+                        f"(found {', '.join(keys) or 'none'})")
                 x = archive[x_key]
                 y_key = next((k for k in Y_KEYS if k in keys), None)
                 y = archive[y_key] if y_key else None
@@ -217,7 +218,8 @@ def _load_arrays(
         x = x.reshape(1, *expected)
     if tuple(x.shape[1:]) != expected:
         raise ConvertError(
-            f"{where}: wrong shape {list(x.shape)}; the model takes [N, {', '.join(map(str, expected))}]"
+            f"{where}: wrong shape {list(x.shape)}; the model takes "
+            f"[N, {', '.join(map(str, expected))}]"
         )
     if len(x) == 0:
         raise ConvertError(f"{where}: holds no samples")
@@ -292,7 +294,8 @@ def _load_csv(
     where: str,
 ) -> Dataset:
     if not settings.columns:
-        raise ConvertError(f"{where}: CSV data needs --columns (the sensor columns, in model order)")
+        raise ConvertError(
+            f"{where}: CSV data needs --columns (the sensor columns, in model order)")
     window = settings.sensor_window()
     preprocessor = SensorPreprocessor(settings.preprocess, settings.tensor, window,
                                       len(settings.columns))

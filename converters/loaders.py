@@ -74,7 +74,8 @@ def _load_keras(path: Path) -> SourceModel:
     except Exception as exc:  # Keras raises many types for bad files
         raise ConvertError(f"{path}: cannot load as a Keras model ({_first_line(exc)})") from exc
     if len(model.inputs) != 1:
-        raise ConvertError(f"{path}: the model has {len(model.inputs)} inputs; only one is supported")
+        raise ConvertError(
+            f"{path}: the model has {len(model.inputs)} inputs; only one is supported")
     tensor = model.inputs[0]
     name = getattr(tensor, "name", "input") or "input"
     spec = _input_spec(name, tensor.shape, tensor.dtype, path)

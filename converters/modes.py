@@ -26,7 +26,8 @@ MODES: dict[str, QuantMode] = {
     for m in (
         QuantMode("none", "float32, no quantization", False, ("float32",)),
         QuantMode("float16", "float16 weights, float32 compute", False, ("float32",)),
-        QuantMode("dynamic", "int8 weights, float activations (dynamic range)", False, ("float32",)),
+        QuantMode("dynamic", "int8 weights, float activations (dynamic range)", False,
+                  ("float32",)),
         # int8 I/O by default: the device's preprocessing writes quantized values straight into the
         # input tensor, so float I/O would only add QUANTIZE/DEQUANTIZE ops.
         QuantMode("int8", "full integer int8 (needs calibration data)", True,

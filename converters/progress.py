@@ -48,7 +48,9 @@ class Progress:
     def bar(self, description: str, total: int | None) -> Bar:
         return Bar(description, total, self.enabled)
 
-    def iterate(self, items: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
+    def iterate(
+        self, items: Iterable[T], description: str, total: int | None = None
+    ) -> Iterator[T]:
         with self.bar(description, total) as bar:
             for done, item in enumerate(items, start=1):
                 yield item

@@ -85,7 +85,8 @@ def test_arrays_shapes_labels_and_subsets(tmp_path):
     assert np.array_equal(data.x, x[chosen])
     assert data.labels.tolist() == [[1, 0, 2][i % 3] for i in chosen]
     np.save(tmp_path / "flat.npy", x.reshape(30, 64))
-    with pytest.raises(ConvertError, match=r"wrong shape \[30, 64\]; the model takes \[N, 8, 8, 1\]"):
+    with pytest.raises(ConvertError,
+                       match=r"wrong shape \[30, 64\]; the model takes \[N, 8, 8, 1\]"):
         load_dataset(tmp_path / "flat.npy", image_settings(), (), None, QUIET, "validation")
     bad = x.copy()
     bad[3, 0, 0, 0] = np.nan

@@ -40,6 +40,8 @@ class Fixtures:
     mlp_calib_x: Path  # .npy [N, 64]
     sensor_calib_csv: Path
     sensor_val_csv: Path
+    lstm: Path  # Keras .keras: untrained LSTM on [16, 3]; TF 2.21 segfaults calibrating it
+    lstm_x: Path  # .npy [N, 16, 3]
 
 
 DIGIT_NAMES = ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
@@ -52,7 +54,8 @@ def paths(root: Path) -> Fixtures:
         val_images=root / "val", labels_txt=root / "labels.txt",
         mlp_val_x=root / "mlp_val_x.npy", mlp_val_y_csv=root / "mlp_val_y.csv",
         mlp_calib_x=root / "mlp_calib_x.npy", sensor_calib_csv=root / "vibration_calib.csv",
-        sensor_val_csv=root / "vibration_val.csv",
+        sensor_val_csv=root / "vibration_val.csv", lstm=root / "lstm.keras",
+        lstm_x=root / "lstm_x.npy",
     )
 
 
@@ -132,6 +135,16 @@ def build(root: Path) -> Fixtures:
     sensor.export(out.sensor, verbose=False)
     _write_vibration_csv(out.sensor_calib_csv, [0, 1, 2, 2, 1, 0], rng)
     _write_vibration_csv(out.sensor_val_csv, [2, 0, 1, 0, 2, 1, 1, 2, 0], rng)
+
+    # A graph the converter crashes on (full-int8 calibration of a Keras 3 LSTM, TF 2.21): the
+    # real thing for the crash-handling tests. Weights do not matter, so it is not trained.
+    lstm = tf.keras.Sequential([
+        tf.keras.Input((16, 3), name="window"),
+        tf.keras.layers.LSTM(8),
+        tf.keras.layers.Dense(3, activation="softmax"),
+    ])
+    lstm.save(out.lstm)
+    np.save(out.lstm_x, rng.random((20, 16, 3), dtype=np.float32))
     return out
 
 
