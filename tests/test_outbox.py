@@ -63,6 +63,16 @@ def test_seq_is_per_pipeline_gap_free_and_replay_is_in_order(make_outbox):
     assert snap.bytes == sum(m.size for m in pending[2:])
 
 
+def test_a_rejected_message_is_removed_and_counted_as_dropped(make_outbox):
+    outbox = make_outbox()
+    fill(outbox, "a", 3)
+    poison = outbox.pending(0, 10)[1]
+    assert outbox.reject(poison) and not outbox.reject(poison)
+    assert seqs(outbox) == [0, 2]
+    snap = outbox.snapshot()
+    assert snap.pipelines["a"].dropped == 1 and snap.depth == 2
+
+
 def test_message_bound_drops_the_oldest_and_counts_exactly(make_outbox):
     outbox = make_outbox(max_messages=5)
     fill(outbox, "a", 4)

@@ -399,3 +399,33 @@ def test_qos0_results_bypass_the_outbox_and_are_counted_when_the_broker_is_away(
     finally:
         publisher.stop(5)
     assert outbox_state(outbox) == (0, {})  # nothing went through the file
+
+
+def test_a_result_the_broker_keeps_refusing_is_dropped_and_counted_not_retried_forever(
+        tmp_path, mosquitto, subscribe, caplog):
+    """mosquitto disconnects a client that sends a packet over max_packet_size: without the poison
+    rule, that result would be re-sent after every reconnect and block every later one."""
+    from edge_runtime.config.loader import load_config
+    from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+
+    mosquitto.extra_config += "max_packet_size 2000\n"
+    mosquitto.restart()
+    sub = subscribe(RESULTS)
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+    publisher = MqttPublisher(load_config(config))
+    publisher.start()
+    try:
+        assert publisher.wait_connected(30)
+        for i in range(6):
+            publisher.publish_result("digits", {"pad": "x" * (5000 if i == 2 else 10)})
+        wait_until(lambda: {r["seq"] for r in sub.json_on(RESULTS)} >= {0, 1, 3, 4, 5}, 60)
+        assert publisher.flush(30)
+        got = [r["seq"] for r in sub.json_on(RESULTS)]
+        assert set(got) == {0, 1, 3, 4, 5}  # re-sent ones may repeat; seq 2 never arrives
+        assert list(dict.fromkeys(got)) == [0, 1, 3, 4, 5]  # first arrivals in order
+        stats = publisher.stats()
+        assert stats["pipelines"]["digits"]["dropped"] == 1 and stats["outbox"]["depth"] == 0
+        assert "dropping result digits/2" in caplog.text
+    finally:
+        publisher.stop(5)

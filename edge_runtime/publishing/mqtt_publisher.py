@@ -51,6 +51,11 @@ OFFLINE = b"offline"
 POLL = 0.5  # seconds the network thread waits in select() before it beats its heartbeat again
 QOS0_QUEUE = 1000  # QoS 0 results waiting for the network thread (only while it is busy)
 STATE_HEADROOM = 16  # paho in-flight slots kept free for status/stats beyond the result window
+# A result is dropped as poison when the broker closed this many connections in a row while it
+# was the only result in flight and unacknowledged (e.g. larger than mosquitto's max_packet_size):
+# otherwise it would block every later result forever.
+POISON_STRIKES = 3
+POISON_WINDOW_S = 5.0  # ... and did so within this many seconds of the CONNACK
 
 
 class MqttPublisher:
@@ -90,6 +95,10 @@ class MqttPublisher:
         self._next_stats = 0.0
         self._beat: Any = None
         self._disconnect_reason = ""
+        self._acks_this_connection = 0
+        self._connected_at = 0.0
+        self._suspect: int | None = None  # outbox id sent alone after fruitless connections
+        self._strikes = 0
         # -- counters (written by the network thread, read by anyone) ----------------------------
         self.connects = 0
         self.disconnects = 0
@@ -230,6 +239,7 @@ class MqttPublisher:
         self._client = client
         self._inflight.clear()
         self._acked.clear()
+        self._acks_this_connection = 0
         self._cursor = 0
         self._connect_started = time.monotonic()
         return True
@@ -282,11 +292,17 @@ class MqttPublisher:
                     break
                 topic, payload = self._qos0.popleft()
             client.publish(topic, payload, qos=0)
-        room = self.window - len(self._inflight)
+        # While a result is suspected of making the broker drop us, it goes out alone.
+        window = 1 if self._suspect is not None else self.window
+        room = window - len(self._inflight)
         if room <= 0:
             return
         for message in self.outbox.pending(self._cursor, room):
-            info = client.publish(message.topic, message.payload, qos=message.qos)
+            try:
+                info = client.publish(message.topic, message.payload, qos=message.qos)
+            except ValueError as exc:  # paho refuses it outright (e.g. over MQTT's 256 MB)
+                self._drop_poison(message, f"the MQTT client refuses it: {exc}")
+                continue
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
                 # The connection just broke; the loop notices and every unacked row is resent.
                 logger.debug("publish of %s/%d failed: %s", message.pipeline, message.seq,
@@ -305,6 +321,9 @@ class MqttPublisher:
         acked = [self._inflight.pop(mid) for mid in self._acked if mid in self._inflight]
         self._acked.clear()
         if acked:
+            self._acks_this_connection += len(acked)
+            if self._suspect is not None and any(m.id == self._suspect for m in acked):
+                self._suspect, self._strikes = None, 0  # it went through: not poison
             self.published += self.outbox.ack(acked)
             with self._drained:
                 self._drained.notify_all()
@@ -339,13 +358,39 @@ class MqttPublisher:
 
     def _lost(self, why: str) -> None:
         was_connected = self._connected.is_set()
+        unacked = sorted(self._inflight.values(), key=lambda m: m.id)
         self._drop_client()
         if was_connected:
             self.disconnects += 1
+            self._judge_connection(unacked)
             if not self._closing.is_set():
                 logger.warning("lost the broker connection (%s); %d result(s) wait in the outbox "
                                "and are sent again after the reconnect", why, self.outbox.depth())
         self._pause(self._backoff.next_delay())
+
+    def _judge_connection(self, unacked: list[OutboxMessage]) -> None:
+        """After a lost connection: was the oldest unacknowledged result what the broker hated?"""
+        # A broker that refuses a packet closes the connection at once; a flaky network path
+        # drops it after a keepalive or more: only quick, fruitless connections count.
+        quick = time.monotonic() - self._connected_at < POISON_WINDOW_S
+        if self._acks_this_connection or not unacked or not quick:
+            self._suspect, self._strikes = None, 0
+            return
+        oldest = unacked[0]
+        if self._suspect == oldest.id and len(unacked) == 1:
+            self._strikes += 1
+        else:
+            self._suspect, self._strikes = oldest.id, 0  # probe it alone next time
+        if self._strikes >= POISON_STRIKES:
+            self._drop_poison(oldest, f"the broker closed the connection {self._strikes} times "
+                              "while it was the only result in flight")
+
+    def _drop_poison(self, message: OutboxMessage, why: str) -> None:
+        self._suspect, self._strikes = None, 0
+        if self.outbox.reject(message):
+            logger.error("dropping result %s/%d (%d bytes): %s; counted in the stats as dropped",
+                         message.pipeline, message.seq, len(message.payload), why)
+        self._cursor = max(self._cursor, message.id)
 
     def _pause(self, delay: float) -> None:
         """Wait out a backoff delay (cut short by stop()), beating the heartbeat meanwhile."""
@@ -380,6 +425,7 @@ class MqttPublisher:
                                self.config.host, self.config.port, reason)
             return
         self.connects += 1
+        self._connected_at = time.monotonic()
         self._backoff.reset()
         self._connected.set()
         logger.info("connected to broker %s:%d as %s; %d result(s) to send from the outbox",

@@ -122,6 +122,10 @@ class Outbox:
         """Remove acknowledged messages (ones dropped meanwhile are ignored); returns how many."""
         raise NotImplementedError
 
+    def reject(self, message: OutboxMessage) -> bool:
+        """Remove a message the broker will never take, counted as dropped; False if gone already."""
+        raise NotImplementedError
+
     def close(self) -> None:
         pass
 
@@ -217,6 +221,14 @@ class MemoryOutbox(Outbox):
                     self._forget(message)
                     removed += 1
         return removed
+
+    def reject(self, message: OutboxMessage) -> bool:
+        with self._lock:
+            if self._messages.pop(message.id, None) is None:
+                return False
+            self._forget(message)
+            self._counts_for(message.pipeline).dropped += 1
+        return True
 
     def oldest_created(self) -> float | None:
         with self._lock:
@@ -432,6 +444,29 @@ class SqliteOutbox(Outbox):
                 self._bytes -= message.size
                 removed += 1
         return removed
+
+    def reject(self, message: OutboxMessage) -> bool:
+        with self._lock:
+            counts = self._counts_for(message.pipeline)
+            db = self._db
+            try:
+                db.execute("BEGIN IMMEDIATE")
+                if not db.execute("DELETE FROM messages WHERE id = ?", (message.id,)).rowcount:
+                    db.execute("ROLLBACK")
+                    return False
+                db.execute("UPDATE pipelines SET dropped = ? WHERE name = ?",
+                           (counts.dropped + 1, message.pipeline))
+                db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                self._warn.warning("reject", "outbox %s: cannot drop a rejected result: %s",
+                                   self.path, exc)
+                return False
+            counts.dropped += 1
+            counts.depth -= 1
+            self._depth -= 1
+            self._bytes -= message.size
+        return True
 
     def oldest_created(self) -> float | None:
         with self._read_lock:
