@@ -18,7 +18,9 @@ Figures:
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
+import logging
 import shutil
 import signal
 import socket
@@ -142,7 +144,11 @@ def main() -> int:
     args = parser.parse_args()
     steady_window = next((w for w in args.window if w >= 100), args.window[-1])
 
+    # The publisher's own warnings ("cannot reach broker" while the drain runs' broker is down)
+    # are expected here.
+    logging.basicConfig(level=logging.ERROR)
     figures: dict[str, list[float]] = {}
+    run_ids = itertools.count()
     with tempfile.TemporaryDirectory(prefix="bench-outbox-") as tmp:
         root = Path(tmp)
         broker = Broker(root)
@@ -150,13 +156,13 @@ def main() -> int:
         try:
             for round_ in range(args.rounds):
                 for name, make in VARIANTS.items():
-                    workdir = root / f"r{round_}-{len(figures)}-steady"
+                    workdir = root / f"run{next(run_ids)}"
                     workdir.mkdir()
                     rate = steady(broker, make, workdir, args.results, steady_window)
                     figures.setdefault(f"steady | {name}", []).append(rate)
                 for window in args.window:
                     for name in ("memory (no outbox)", "sqlite sync=full"):
-                        workdir = root / f"r{round_}-{window}-{len(figures)}-drain"
+                        workdir = root / f"run{next(run_ids)}"
                         workdir.mkdir()
                         rate = drain(broker, VARIANTS[name], workdir, args.backlog, window)
                         figures.setdefault(f"drain window={window} | {name}", []).append(rate)

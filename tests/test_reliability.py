@@ -429,3 +429,41 @@ def test_a_result_the_broker_keeps_refusing_is_dropped_and_counted_not_retried_f
         assert "dropping result digits/2" in caplog.text
     finally:
         publisher.stop(5)
+
+
+def test_unreadable_and_odd_images_are_counted_in_the_stats_and_the_rest_classified(
+        tmp_path, mosquitto, subscribe, start_daemon):
+    """Truncated, empty and fake image files are bad inputs; a 1x1 pixel, a 16-bit and an RGBA
+    image are merely unusual: they are classified (the preprocessing resizes and converts)."""
+    import shutil
+
+    import cv2
+    import numpy as np
+
+    from conftest import DIGITS_SAMPLES
+
+    folder = tmp_path / "images"
+    folder.mkdir()
+    samples = sorted(DIGITS_SAMPLES.glob("*.png"))[:5]
+    for sample in samples:
+        shutil.copy(sample, folder / sample.name)
+    good = samples[0].read_bytes()
+    (folder / "bad_truncated.png").write_bytes(good[: len(good) // 3])
+    (folder / "bad_empty.png").write_bytes(b"")
+    (folder / "bad_text.png").write_text("not an image")
+    cv2.imwrite(str(folder / "odd_1x1.png"), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(folder / "odd_16bit.png"), np.full((40, 30), 40000, np.uint16))
+    cv2.imwrite(str(folder / "odd_rgba.png"), np.full((64, 64, 4), 255, np.uint8))
+    sub = subscribe(RESULTS, STATS)
+    pipeline = digits_pipeline(path=str(folder))
+    config = write_config(tmp_path / "c.toml", mosquitto, [pipeline],
+                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+    daemon = start_daemon(config)
+    assert daemon.wait(60) == 0, daemon.log
+    names = sorted(r["source"]["name"] for r in sub.json_on(RESULTS))
+    assert names == sorted([s.name for s in samples] + ["odd_16bit.png", "odd_1x1.png",
+                                                          "odd_rgba.png"])
+    final = wait_until(lambda: [s for s in sub.json_on(STATS)
+                                if s["pipelines"]["digits"]["state"] == "finished"], 20)[-1]
+    assert final["pipelines"]["digits"]["bad_inputs"] == 3
+    assert final["pipelines"]["digits"]["results"] == 8
