@@ -8,14 +8,16 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 from typing import Any, Sequence
 
 from edge_runtime import __version__
 from edge_runtime.config.loader import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.logging_setup import configure_logging
+from edge_runtime.model.delegates import load_model
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
-from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.model.tflite_model import ModelLoadError
 
 logger = logging.getLogger("edge_runtime")
 
@@ -44,13 +46,23 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("model", help="a .tflite file")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
     info.add_argument("--runtime", default="auto", help="auto, ai-edge-litert, tflite-runtime")
+    info.add_argument("--delegate", default=None, help="edgetpu or a delegate library path")
+
+    bench = commands.add_parser("bench", help="invoke latency (p50/p99) per interpreter thread count")
+    bench.add_argument("model", help="a .tflite file")
+    bench.add_argument("--threads", default=None,
+                       help="N, N..M or N,M,... (default: 1..number of CPUs)")
+    bench.add_argument("--runs", type=int, default=50, help="timed invokes per thread count")
+    bench.add_argument("--runtime", default="auto", help="auto, ai-edge-litert, tflite-runtime")
+    bench.add_argument("--delegate", default=None, help="edgetpu or a delegate library path")
+    bench.add_argument("--json", action="store_true", help="print JSON instead of text")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level or "info")
-    handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info}
+    handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info, "bench": cmd_bench}
     return handlers[args.command](args)
 
 
@@ -72,7 +84,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     for part in parts:
         model = part.model
         print(f"pipeline {part.config.name}: {part.config.source.type} -> {model.path.name} "
-              f"({model.runtime.describe()}, task {part.task}) -> "
+              f"({model.runtime.describe()}, {part.delegate}, task {part.task}) -> "
               f"{app.mqtt.topic_prefix}/{app.device.id}/{part.config.name}/result")
     print(f"{args.config}: OK")
     return EXIT_OK
@@ -99,16 +111,19 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_info(args: argparse.Namespace) -> int:
     try:
-        model = TfliteModel(args.model, select_runtime(args.runtime))
+        loaded = load_model(args.model, select_runtime(args.runtime), delegate=args.delegate)
+        model = loaded.model
     except (ModelLoadError, RuntimeUnavailable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     doc = model.describe()
+    doc["delegate"] = loaded.delegate
     if args.json:
         print(json.dumps(doc, indent=2))
         return EXIT_OK
     print(f"model:    {doc['path']} ({doc['size_bytes']} bytes, sha256 {doc['sha256'][:16]}...)")
     print(f"runtime:  {doc['runtime']}")
+    print(f"delegate: {doc['delegate']}")
     for kind in ("inputs", "outputs"):
         for tensor in doc[kind]:
             quant = tensor.get("quantization")
@@ -122,4 +137,22 @@ def cmd_info(args: argparse.Namespace) -> int:
         for key, value in meta.items():
             text = json.dumps(value)
             print(f"  {key}: {text if len(text) <= 200 else text[:197] + '...'}")
+    return EXIT_OK
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import os
+
+    from edge_runtime.bench import ThreadSpecError, format_report, parse_threads, run_bench
+
+    try:
+        counts = parse_threads(args.threads or f"1..{os.cpu_count() or 1}")
+        if args.runs < 1:
+            raise ThreadSpecError("--runs must be at least 1")
+        report = run_bench(Path(args.model), select_runtime(args.runtime), counts, args.runs,
+                           args.delegate)
+    except (ThreadSpecError, ModelLoadError, RuntimeUnavailable) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    print(json.dumps(report, indent=2) if args.json else format_report(report))
     return EXIT_OK

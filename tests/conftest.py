@@ -176,7 +176,7 @@ def write_config(path: Path, broker: Broker | None, pipelines: list[dict[str, An
     lines += [f"{k} = {toml_value(v)}" for k, v in mqtt_settings.items()]
     for pipeline in pipelines:
         lines += ["[[pipelines]]", f"name = {toml_value(pipeline['name'])}"]
-        for section in ("source", "model", "preprocess", "postprocess"):
+        for section in ("source", "model", "preprocess", "postprocess", "gate", "publish"):
             if section in pipeline:
                 lines.append(f"[pipelines.{section}]")
                 lines += [f"{k} = {toml_value(v)}" for k, v in pipeline[section].items()]

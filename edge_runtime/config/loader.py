@@ -9,17 +9,19 @@ from typing import Any
 from edge_runtime.config.schema import (
     AppConfig,
     DeviceConfig,
+    GateConfig,
     MqttConfig,
     ModelConfig,
     PipelineConfig,
     PreprocessConfig,
+    PublishConfig,
     topic_safe,
 )
 from edge_runtime.config.typed import ConfigError, Context, build
 from edge_runtime.sources.registry import SOURCES
 
 TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging")
-PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess")
+PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate", "publish")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -120,4 +122,6 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
     postprocess = table.get("postprocess", {})
     if not isinstance(postprocess, dict):
         raise ctx.error(f"{key}.postprocess", "expected a table")
-    return PipelineConfig(name, source, model, preprocess, dict(postprocess), index)
+    gate = build(GateConfig, table.get("gate", {}), f"{key}.gate", ctx)
+    publish = build(PublishConfig, table.get("publish", {}), f"{key}.publish", ctx)
+    return PipelineConfig(name, source, model, preprocess, dict(postprocess), index, gate, publish)

@@ -75,6 +75,8 @@ class ModelConfig:
     path: Path
     threads: int = field(default=2, metadata=at_least(1))
     runtime: Literal["auto", "ai-edge-litert", "tflite-runtime", "tensorflow"] = "auto"
+    # "edgetpu" or a delegate library path; unavailable -> CPU (logged, shown in stats)
+    delegate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -91,6 +93,34 @@ class PreprocessConfig:
         return {k: v for k, v in self.__dict__.items() if v is not None}
 
 
+def _fraction(value: float) -> str | None:
+    return None if 0.0 <= value <= 1.0 else f"must be between 0 and 1, got {value!r}"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    """`[pipelines.gate]`: when to run inference at all (pipeline/gate.py)."""
+
+    motion: bool = False
+    # Fraction of the downscaled frame's pixels that must have changed since the last inferred
+    # frame for a new frame to be inferred.
+    motion_threshold: float = field(default=0.01, metadata={"check": _fraction})
+    # A pixel counts as changed when its gray level moved by more than this (0-255): sensor noise
+    # and JPEG artifacts stay below it.
+    pixel_threshold: int = field(default=25, metadata=at_least(0))
+    max_interval: float = field(default=10.0, metadata=at_least(0))  # heartbeat inference; 0 = none
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    """`[pipelines.publish]`: which results are published (pipeline/publish_policy.py)."""
+
+    mode: Literal["every", "change"] = "every"
+    min_interval: float = field(default=0.0, metadata=at_least(0))  # rate cap; 0 = none
+    # change mode: publish an unchanged result after this long anyway (0 = never)
+    max_interval: float = field(default=60.0, metadata=at_least(0))
+
+
 @dataclass(frozen=True)
 class PipelineConfig:
     name: str
@@ -100,6 +130,8 @@ class PipelineConfig:
     # Validated against the task plugin once the model (and so the default task) is known.
     postprocess: dict[str, Any] = field(default_factory=dict)
     index: int = 0  # position in the file, for error messages
+    gate: GateConfig = field(default_factory=GateConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
 
 
 @dataclass(frozen=True)

@@ -15,8 +15,11 @@ import numpy as np
 
 from edge_runtime.config.schema import AppConfig, PipelineConfig
 from edge_runtime.config.typed import ConfigError, Context, build, coerce
+from edge_runtime.model.delegates import CPU, LoadedModel
+from edge_runtime.model.delegates import load_model as load_with_delegate
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.pipeline.publish_policy import CHANGE_TASKS
 from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
 from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
 from edge_runtime.preprocessing import (
@@ -40,13 +43,15 @@ class PipelineParts:
     preprocess: Preprocess
     postprocess: Postprocessor
     make_source: Callable[[], Source]
+    delegate: str = "cpu"  # what the model runs on (delegates.load_model)
 
 
-def load_model(pipeline: PipelineConfig, app: AppConfig) -> TfliteModel:
+def load_model(pipeline: PipelineConfig, app: AppConfig) -> LoadedModel:
     key = f"pipelines[{pipeline.index}].model"
     try:
         runtime = select_runtime(pipeline.model.runtime)
-        return TfliteModel(pipeline.model.path, runtime, threads=pipeline.model.threads)
+        return load_with_delegate(pipeline.model.path, runtime, threads=pipeline.model.threads,
+                                  delegate=pipeline.model.delegate)
     except RuntimeUnavailable as exc:
         raise ConfigError(app.file, f"{key}.runtime", str(exc)) from exc
     except ModelLoadError as exc:
@@ -71,7 +76,10 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     """Build every part of a pipeline; ConfigError on any mismatch."""
     key = f"pipelines[{pipeline.index}]"
     ctx = Context(app.file, app.base_dir)
-    model = model or load_model(pipeline, app)
+    delegate = CPU
+    if model is None:
+        loaded = load_model(pipeline, app)
+        model, delegate = loaded.model, loaded.delegate
     meta = model.metadata
     if len(model.inputs) != 1:
         raise ConfigError(app.file, f"{key}.model.path",
@@ -138,9 +146,17 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     def make_source() -> Source:
         return plugin.create(pipeline.source, source_ctx)
 
+    if pipeline.gate.motion and plugin.sensor:
+        raise ConfigError(app.file, f"{key}.gate.motion",
+                          f"motion gating needs an image source, not {pipeline.source.type!r}")
+    if pipeline.publish.mode == "change" and task not in CHANGE_TASKS:
+        raise ConfigError(app.file, f"{key}.publish.mode",
+                          f"'change' compares labels; task {task!r} has none (use "
+                          f"{' or '.join(CHANGE_TASKS)}, or mode = 'every')")
+
     if plugin.sensor:
         try:  # catches missing columns/window now rather than at run time
             make_source().close()
         except SourceError as exc:
             raise ConfigError(app.file, f"{key}.source", str(exc)) from exc
-    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source)
+    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, delegate)

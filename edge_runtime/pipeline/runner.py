@@ -1,4 +1,19 @@
-"""Running one pipeline: a source thread feeding an inference worker, both supervised.
+"""Running one pipeline: four overlapping stage threads, each supervised.
+
+    source ─FrameSlot─► prepare ─► inference ─► publish ─► sink (MQTT)
+    read/decode         gate,       copy in,     postprocess, publish
+                        preprocess  invoke,      policy, payload + seq
+                        (job buffer) copy out
+
+While the interpreter runs frame N (the C++ invoke releases the GIL), frame N+1 is decoded and
+preprocessed into a job buffer and frame N-1 is post-processed and published, so the interpreter
+waits for nothing that could have been done earlier. `invoke` stays on one thread with one
+interpreter. Jobs (and their input buffers) are reused: nothing input-sized is allocated per frame.
+
+Image pipelines overlap because decoding, resizing and invoke all run outside the GIL (OpenCV,
+the TFLite C++ kernels). A sensor window's preprocessing is a few microseconds of numpy, and the
+hand-offs would cost as much as they save, so sensor pipelines run prepare, invoke and publish one
+after the other on the inference thread (source thread + one worker).
 
 A broken source (camera unplugged, file gone) or model (interpreter error) is retried with
 backoff inside its own pipeline; other pipelines never notice.
@@ -7,21 +22,29 @@ backoff inside its own pipeline; other pipelines never notice.
 from __future__ import annotations
 
 import logging
+import queue
 import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Protocol
 
+import numpy as np
+
 from edge_runtime.config.typed import ConfigError
+from edge_runtime.model.tflite_model import dequantize
 from edge_runtime.pipeline.assembly import PipelineParts
+from edge_runtime.pipeline.gate import MotionGate
+from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.slot import FrameSlot
+from edge_runtime.pipeline.stages import END, Job, Stages
 from edge_runtime.postprocessing.base import PostprocessError
 from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.publishing.backoff import Backoff
 from edge_runtime.publishing.payload import result_payload
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceError
-from edge_runtime.supervision.heartbeat import Heartbeats
+from edge_runtime.sources.registry import SOURCES
+from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
 
 logger = logging.getLogger(__name__)
 
@@ -36,12 +59,16 @@ class ResultSink(Protocol):
 class PipelineStats:
     """Counters read by the stats reporter; each is written by one thread only."""
 
-    frames: int = 0
-    results: int = 0
-    input_errors: int = 0
-    failures: int = 0
+    frames: int = 0  # source: frames read
+    results: int = 0  # publish: results published
+    input_errors: int = 0  # prepare: frames that could not be preprocessed
+    output_errors: int = 0  # publish: outputs that could not be post-processed
+    skipped: int = 0  # prepare: frames the gate kept from the model (no motion)
+    suppressed: int = 0  # publish: results the publish policy held back (no change, rate cap)
+    failures: int = 0  # inference: model failures (each followed by a reload)
     state: str = "starting"
     last_error: str = ""
+    delegate: str = "cpu"  # what the model runs on, e.g. "cpu (edgetpu unavailable)"
     started: float = field(default_factory=time.monotonic)
 
 
@@ -53,7 +80,10 @@ class PipelineRunner:
         sink: ResultSink,
         device: str,
         heartbeats: Heartbeats,
+        clock: Callable[[], float] = time.monotonic,
+        overlap: bool | None = None,
     ) -> None:
+        """`overlap`: stage threads (True), one worker (False), None: stage threads for images."""
         self.parts = parts
         self.name = parts.config.name
         self._rebuild = rebuild
@@ -63,12 +93,22 @@ class PipelineRunner:
         self._stop = threading.Event()
         self._source: Source = parts.make_source()
         self.slot = FrameSlot(live=self._source.live)
-        self.stats = PipelineStats()
+        self.stats = PipelineStats(delegate=parts.delegate)
         self._warn = RateLimitedLogger(logger)
-        self._threads = [
-            threading.Thread(target=self._source_loop, name=f"source-{self.name}", daemon=True),
-            threading.Thread(target=self._inference_loop, name=f"inference-{self.name}", daemon=True),
-        ]
+        self._gate = MotionGate(parts.config.gate, clock)
+        self._policy = PublishPolicy(parts.config.publish, clock)
+        spec = parts.model.inputs[0]
+        self._stages = Stages(spec.shape, spec.dtype)
+        self.overlap = not SOURCES[parts.config.source.type].sensor if overlap is None else overlap
+        loops: list[tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
+        if self.overlap:
+            loops.append(("prepare", self._prepare_loop))
+        loops.append(("inference", self._inference_loop))
+        if self.overlap:
+            loops.append(("publish", self._publish_loop))
+        self._threads = [threading.Thread(target=loop, name=f"{stage}-{self.name}", daemon=True)
+                         for stage, loop in loops]
+        logger.debug("pipeline %s: threads %s", self.name, ", ".join(t.name for t in self._threads))
 
     # -- lifecycle ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -87,17 +127,29 @@ class PipelineRunner:
 
     @property
     def finished(self) -> bool:
-        """The worker has ended (file source exhausted and every frame processed, or stopped)."""
-        return not self._threads[1].is_alive()
+        """Every stage has ended (file source exhausted and every frame published, or stopped)."""
+        return not any(thread.is_alive() for thread in self._threads)
+
+    @property
+    def thread_names(self) -> list[str]:
+        return [thread.name for thread in self._threads]
 
     @property
     def dropped(self) -> int:
         return self.slot.dropped
 
     def input_errors(self) -> int:
-        return self.stats.input_errors + self._source.input_errors()
+        return self.stats.input_errors + self.stats.output_errors + self._source.input_errors()
 
-    # -- source thread -----------------------------------------------------------------------------
+    def _get(self, jobs: queue.Queue, beat: Heartbeat) -> Job | None | bool:
+        """The next job from `jobs`, END, or False after WAIT seconds (the caller beats and loops)."""
+        beat.beat()
+        try:
+            return jobs.get(timeout=WAIT)
+        except queue.Empty:
+            return False
+
+    # -- source thread: read and decode --------------------------------------------------------------
     def _source_loop(self) -> None:
         beat = self._heartbeats.register(f"source-{self.name}")
         backoff = Backoff(1.0, 30.0)
@@ -144,61 +196,187 @@ class PipelineRunner:
             self.slot.finish()
             self._heartbeats.unregister(f"source-{self.name}")
 
-    # -- inference worker --------------------------------------------------------------------------
-    def _inference_loop(self) -> None:
-        beat = self._heartbeats.register(f"inference-{self.name}")
-        backoff = Backoff(1.0, 60.0)
+    # -- prepare thread: gate, preprocess into a free job's buffer -----------------------------------
+    def _prepare_loop(self) -> None:
+        beat = self._heartbeats.register(f"prepare-{self.name}")
+        stages = self._stages
         try:
+            job: Job | None = None
             while not self._stop.is_set():
+                # A free job first, then the frame: a live source's frame is as fresh as can be.
+                if job is None:
+                    got = self._get(stages.free, beat)
+                    job = got if isinstance(got, Job) else None
+                    continue
                 beat.beat()
-                frame = self.slot.get(WAIT)
+                frame = self._gated_frame()
                 if frame is None:
                     if self.slot.finished:
                         break
                     continue
+                if self._prepare(job, frame, into_tensor=False):
+                    self._gate.inferred()
+                    stages.prepared.put(job)
+                    job = None
+            if job is not None:
+                stages.free.put(job)
+        finally:
+            stages.prepared.put(END)
+            self._heartbeats.unregister(f"prepare-{self.name}")
+
+    def _gated_frame(self) -> Frame | None:
+        """The next frame worth the model's time; None if none came within WAIT (or gated)."""
+        frame = self.slot.get(WAIT)
+        if frame is None:
+            return None
+        if not self._gate.should_infer(frame.data):
+            self.stats.skipped += 1
+            return None
+        return frame
+
+    def _prepare(self, job: Job, frame: Frame, into_tensor: bool) -> bool:
+        """Preprocess `frame` into the job's buffer, or straight into the input tensor."""
+        parts = self.parts
+        spec = parts.model.inputs[0]
+        t0 = time.perf_counter()
+        try:
+            if into_tensor:  # only on the inference thread
+                job.geometry = parts.model.fill_input(lambda out: parts.preprocess(frame, out))
+            else:
+                if job.input.shape != spec.shape or job.input.dtype != spec.dtype:  # reloaded
+                    job.input = np.zeros(spec.shape, spec.dtype)
+                job.geometry = parts.preprocess(frame, job.input)
+        except PreprocessError as exc:
+            self.stats.input_errors += 1
+            self._warn.warning("input", "pipeline %s: skipping frame %s: %s",
+                               self.name, frame.name or frame.index, exc)
+            return False
+        job.timing_ms["preprocess"] = (time.perf_counter() - t0) * 1e3
+        job.frame, job.parts, job.in_tensor = frame, parts, into_tensor
+        return True
+
+    # -- inference thread: the only thread that touches the interpreter -----------------------------
+    def _inference_loop(self) -> None:
+        beat = self._heartbeats.register(f"inference-{self.name}")
+        backoff = Backoff(1.0, 60.0)
+        stages = self._stages
+        inline_job = None if self.overlap else stages.free.get()
+        try:
+            while not self._stop.is_set():
+                if inline_job is None:
+                    job = self._get(stages.prepared, beat)
+                    if job is False:
+                        continue
+                    if job is END:
+                        break
+                else:  # no stage threads: take, gate and prepare the frame here
+                    beat.beat()
+                    frame = self._gated_frame()
+                    if frame is None:
+                        if self.slot.finished:
+                            break
+                        continue
+                    job = inline_job
+                    if not self._prepare(job, frame, into_tensor=True):
+                        continue
+                    self._gate.inferred()
+                assert isinstance(job, Job)
                 if self.stats.state != "running":
                     self.stats.state = "running"
                 try:
-                    self._process(frame)
+                    self._infer(job)
                     backoff.reset()
-                except (PreprocessError, PostprocessError) as exc:
+                    if inline_job is None:
+                        stages.inferred.put(job)
+                    else:
+                        self._publish_guarded(job)
+                    continue
+                except PreprocessError as exc:  # only when a reload changed the input
                     self.stats.input_errors += 1
-                    self._warn.warning("input", "pipeline %s: skipping frame %s: %s",
-                                       self.name, frame.name or frame.index, exc)
+                    self._warn.warning("input", "pipeline %s: skipping frame: %s", self.name, exc)
                 except Exception as exc:  # noqa: BLE001 - a model failure must not end the daemon
                     self.stats.failures += 1
                     self.stats.state = "model-retrying"
                     self.stats.last_error = str(exc)
                     logger.exception("pipeline %s: inference failed; reloading the model", self.name)
                     self._reload(backoff, beat)
+                if inline_job is None:
+                    stages.free.put(job)
         finally:
             self.stats.state = "stopped" if self._stop.is_set() else "finished"
+            stages.inferred.put(END)
             self._heartbeats.unregister(f"inference-{self.name}")
 
-    def _reload(self, backoff: Backoff, beat: Any) -> None:
+    def _infer(self, job: Job) -> None:
+        parts = self.parts
+        model = parts.model
+        assert job.frame is not None
+        if job.parts is not parts:  # prepared before a reload: redo it for the new model
+            frame = job.frame
+            job.geometry = model.fill_input(lambda out: parts.preprocess(frame, out))
+            job.parts = parts
+        elif not job.in_tensor:
+            model.fill_input(lambda out: np.copyto(out, job.input))
+        t0 = time.perf_counter()
+        model.invoke()
+        job.timing_ms["inference"] = (time.perf_counter() - t0) * 1e3
+        # get_tensor copies: the copies travel with the job while the interpreter runs on.
+        job.outputs = [model.raw_output(i) for i in range(len(model.outputs))]
+
+    def _reload(self, backoff: Backoff, beat: Heartbeat) -> None:
         while not self._stop.is_set():
             if self._stop.wait(backoff.next_delay()):
                 return
             beat.beat()
             try:
                 self.parts = self._rebuild()
+                self.stats.delegate = self.parts.delegate
                 logger.info("pipeline %s: model reloaded", self.name)
                 return
             except ConfigError as exc:
                 self.stats.last_error = str(exc)
                 logger.error("pipeline %s: cannot reload: %s", self.name, exc)
 
-    def _process(self, frame: Frame) -> None:
-        parts = self.parts
+    # -- publish thread: post-process, decide, publish ---------------------------------------------
+    def _publish_loop(self) -> None:
+        beat = self._heartbeats.register(f"publish-{self.name}")
+        stages = self._stages
+        try:
+            # No stop check: inference puts END when it stops, so what it inferred is published.
+            while True:
+                job = self._get(stages.inferred, beat)
+                if job is False:
+                    continue
+                if job is END:
+                    break
+                assert isinstance(job, Job)
+                self._publish_guarded(job)
+                stages.free.put(job)
+        finally:
+            self._heartbeats.unregister(f"publish-{self.name}")
+
+    def _publish_guarded(self, job: Job) -> None:
+        frame = job.frame
+        try:
+            self._publish(job)
+        except PostprocessError as exc:
+            self.stats.output_errors += 1
+            self._warn.warning("output", "pipeline %s: no result for frame %s: %s", self.name,
+                               frame.name or frame.index if frame else "?", exc)
+        finally:
+            job.frame, job.outputs = None, []
+
+    def _publish(self, job: Job) -> None:
+        parts, frame = job.parts, job.frame
+        assert frame is not None
         model = parts.model
         t0 = time.perf_counter()
-        geometry = model.fill_input(lambda out: parts.preprocess(frame, out))
-        t1 = time.perf_counter()
-        model.invoke()
-        t2 = time.perf_counter()
-        outputs = [model.output(i) for i in range(len(model.outputs))]
-        fields = parts.postprocess(outputs, geometry)
-        t3 = time.perf_counter()
+        outputs = [dequantize(raw, spec) for raw, spec in zip(job.outputs, model.outputs)]
+        fields = parts.postprocess(outputs, job.geometry)
+        job.timing_ms["postprocess"] = (time.perf_counter() - t0) * 1e3
+        if not self._policy.should_publish(fields):
+            self.stats.suppressed += 1
+            return
         source: dict[str, Any] = {"frame": frame.index}
         if frame.data.dtype.kind == "u":  # an image; sensor windows have no pixel size
             source.update(width=frame.width, height=frame.height)
@@ -210,8 +388,7 @@ class PipelineRunner:
             captured=frame.captured,
             source=source,
             model={"name": model.name, "sha256": model.sha256},
-            timing_ms={"preprocess": (t1 - t0) * 1e3, "inference": (t2 - t1) * 1e3,
-                       "postprocess": (t3 - t2) * 1e3},
+            timing_ms=dict(job.timing_ms),
             task_fields=fields,
         )
         self._sink.publish_result(self.name, body)

@@ -1,0 +1,200 @@
+"""Shared benchmark parts: a private mosquitto, a counting subscriber, the daemon as a process.
+
+Everything is real: the daemon runs as `python -m edge_runtime run` in its own process and is
+measured from the outside, by an MQTT subscriber, the way a user's consumer would see it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterator, Sequence
+
+import numpy as np
+import paho.mqtt.client as mqtt
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Broker:
+    """mosquitto on a free loopback port, for the length of a `with` block."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._dir = tempfile.TemporaryDirectory(prefix="bench-broker-")
+        self._process: subprocess.Popen | None = None
+
+    def __enter__(self) -> Broker:
+        conf = Path(self._dir.name) / "mosquitto.conf"
+        conf.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\n"
+                        "persistence false\nmax_queued_messages 1000000\n")
+        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+        self._process = subprocess.Popen([binary, "-c", str(conf)], stdout=subprocess.DEVNULL,
+                                         stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return self
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not start")
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.send_signal(signal.SIGTERM)
+            self._process.wait(10)
+        self._dir.cleanup()
+
+
+class Counter:
+    """Subscribes to one topic and records each message's arrival time and payload."""
+
+    def __init__(self, port: int, topic: str, qos: int = 1) -> None:
+        self.times: list[float] = []
+        self.bodies: list[bytes] = []
+        self._ready = threading.Event()
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        self._client.on_connect = lambda c, *a: c.subscribe(topic, qos)
+        self._client.on_subscribe = lambda *a: self._ready.set()
+        self._client.on_message = self._on_message
+        self._client.connect("127.0.0.1", port)
+        self._client.loop_start()
+        if not self._ready.wait(10):
+            raise RuntimeError("subscription not acknowledged")
+
+    def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        self.times.append(time.perf_counter())
+        self.bodies.append(msg.payload)
+
+    def wait_for(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.times) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def rate(self) -> float:
+        """Results per second between the first and the last arrival (start-up excluded)."""
+        if len(self.times) < 2:
+            return 0.0
+        return (len(self.times) - 1) / (self.times[-1] - self.times[0])
+
+    def timings(self) -> dict[str, list[float]]:
+        out: dict[str, list[float]] = {}
+        for body in self.bodies:
+            for stage, ms in json.loads(body)["timing_ms"].items():
+                out.setdefault(stage, []).append(ms)
+        return out
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@dataclass
+class DaemonRun:
+    rate: float
+    results: int
+    peak_rss_mb: float
+    timings: dict[str, list[float]] = field(default_factory=dict)
+    exit_code: int = 0
+
+
+def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos: int = 1) -> Path:
+    lines = ["[device]", 'id = "bench"', "[mqtt]", 'host = "127.0.0.1"', f"port = {port}",
+             f"qos = {qos}", "[[pipelines]]", 'name = "bench"']
+    for section, values in pipeline.items():
+        lines.append(f"[pipelines.{section}]")
+        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
+               pythonpath: Path = REPO, qos: int = 1) -> DaemonRun:
+    """Run the daemon on `config` until its file source is done; count its results."""
+    # The counter subscribes at QoS 0 (it acknowledges nothing): on a 2-core machine a Python
+    # subscriber acking every message would take a core from the daemon it measures.
+    counter = Counter(port, "edge/bench/bench/result", 0)
+    env = dict(os.environ, PYTHONPATH=str(pythonpath))
+    env.pop("NOTIFY_SOCKET", None)
+    process = subprocess.Popen([sys.executable, "-m", "edge_runtime", "--log-level", "warning",
+                                "run", "--config", str(config)], env=env, cwd=pythonpath)
+    peak = 0.0
+    try:
+        deadline = time.monotonic() + timeout
+        while process.poll() is None and time.monotonic() < deadline:
+            peak = max(peak, rss_mb(process.pid))
+            time.sleep(0.05)
+        code = process.wait(10)
+        counter.wait_for(expected, 10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+        counter.close()
+    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code)
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def percentiles(values: Sequence[float]) -> str:
+    if not values:
+        return "n/a"
+    p50, p99 = np.percentile(np.asarray(values), [50, 99])
+    return f"p50 {p50:7.3f} ms  p99 {p99:7.3f} ms"
+
+
+def invoke_rate(model_path: Path, threads: int, seconds: float = 3.0) -> tuple[float, list[float]]:
+    """(a) Invokes/s in a tight loop over a pre-made input, and each invoke's latency in ms."""
+    from edge_runtime.model.runtime import select_runtime
+    from edge_runtime.model.tflite_model import TfliteModel
+
+    model = TfliteModel(model_path, select_runtime(), threads=threads)
+    spec = model.inputs[0]
+    rng = np.random.default_rng(0)
+    info = np.iinfo(spec.dtype) if np.issubdtype(spec.dtype, np.integer) else None
+    data = (rng.integers(info.min, info.max, spec.shape, endpoint=True) if info
+            else rng.standard_normal(spec.shape)).astype(spec.dtype)
+    model.set_input(0, data)
+    for _ in range(5):
+        model.invoke()
+    latencies = []
+    start = time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        t0 = time.perf_counter()
+        model.invoke()
+        latencies.append((time.perf_counter() - t0) * 1e3)
+    return len(latencies) / (time.perf_counter() - start), latencies
+
+
+def cpu_summary() -> str:
+    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+
+
+def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
+    for start in range(0, len(items), size):
+        yield items[start:start + size]

@@ -1,0 +1,200 @@
+"""Overlapping stages stay correct: order, seq, nothing lost, the same results as one thread.
+
+The runner runs in-process (to choose overlap on or off) with the real publisher, a real
+mosquitto and a real subscriber. Speed itself is measured in bench/, not here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+import pytest
+
+from conftest import (
+    DIGITS_FLOAT,
+    DIGITS_INT8,
+    DIGITS_SAMPLES,
+    VIBRATION_CSV,
+    VIBRATION_MODEL,
+    wait_until,
+    write_config,
+)
+from edge_runtime.config.loader import load_config
+from edge_runtime.daemon import prepare
+from edge_runtime.model.runtime import select_runtime
+from edge_runtime.model.tflite_model import TfliteModel
+from edge_runtime.pipeline.assembly import assemble
+from edge_runtime.pipeline.runner import PipelineRunner
+from edge_runtime.pipeline.stages import JOBS
+from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+from edge_runtime.supervision.heartbeat import Heartbeats
+
+
+def many_frames(folder: Path, copies: int) -> Path:
+    """`copies` x the 20 digit samples, in an order where neighbours differ."""
+    folder.mkdir()
+    samples = sorted(DIGITS_SAMPLES.glob("*.png"))
+    for copy in range(copies):
+        for index, sample in enumerate(samples):
+            (folder / f"{copy:03d}_{index:02d}_{sample.name}").symlink_to(sample)
+    return folder
+
+
+class Run:
+    """One pipeline run in-process: runner + publisher + subscriber."""
+
+    def __init__(self, tmp_path: Path, broker: Any, subscribe: Any, pipeline: dict[str, Any],
+                 overlap: bool | None) -> None:
+        name = pipeline["name"]
+        config = write_config(tmp_path / f"{name}.toml", broker, [pipeline])
+        self.app = load_config(config)
+        self.parts = prepare(self.app)[0]
+        self.topic = f"edge/test-pi/{name}/result"
+        self.subscriber = subscribe(self.topic)
+        self.heartbeats = Heartbeats()
+        self.publisher = MqttPublisher(self.app, self.heartbeats)
+        self.runner = PipelineRunner(self.parts, lambda: assemble(self.app.pipelines[0], self.app),
+                                     self.publisher, self.app.device.id, self.heartbeats,
+                                     overlap=overlap)
+
+    def start(self) -> Run:
+        self.publisher.start()
+        self.runner.start()
+        return self
+
+    def finish(self, timeout: float = 120) -> list[dict[str, Any]]:
+        wait_until(lambda: self.runner.finished, timeout)
+        assert self.publisher.flush(30)
+        self.publisher.stop(10)
+        expected = self.runner.stats.results
+        wait_until(lambda: len(self.subscriber.on(self.topic)) >= expected, 30)
+        return [json.loads(p) for p in self.subscriber.on(self.topic)]
+
+
+def reference_classes(model_path: Path, images: list[Path], parts: Any) -> list[list[int]]:
+    """Each image's top classes computed the plain way: one thread, one step after another."""
+    model = TfliteModel(model_path, select_runtime(), threads=1)
+    out = []
+    for path in images:
+        image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+        frame = type("F", (), {"data": image})()
+        geometry = model.fill_input(lambda buf: parts.preprocess(frame, buf))
+        model.invoke()
+        fields = parts.postprocess([model.output(0)], geometry)
+        out.append([c["index"] for c in fields["classes"]])
+    return out
+
+
+@pytest.mark.parametrize("model", [DIGITS_INT8, DIGITS_FLOAT], ids=["int8", "float"])
+def test_overlapped_stages_keep_order_and_lose_nothing(tmp_path: Path, mosquitto, subscribe,
+                                                       model: Path) -> None:
+    frames = many_frames(tmp_path / "frames", copies=10)
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "digits", "source": {"type": "images", "path": str(frames)},
+        "model": {"path": str(model), "threads": 1}}, overlap=True)
+    assert run.runner.thread_names == ["source-digits", "prepare-digits", "inference-digits",
+                                       "publish-digits"]
+    results = run.start().finish()
+    images = sorted(frames.iterdir())
+    assert len(results) == len(images) == 200
+    assert [r["seq"] for r in results] == list(range(200))
+    assert [r["source"]["frame"] for r in results] == list(range(200))
+    assert [r["source"]["name"] for r in results] == [p.name for p in images]
+    # A job buffer reused too early would give a frame another frame's classes.
+    assert [[c["index"] for c in r["classes"]] for r in results] == \
+        reference_classes(model, images, run.parts)
+    assert run.runner.stats.results == run.runner.stats.frames == 200
+    # Every job came back to the free queue: none lost or duplicated.
+    assert run.runner._stages.free.qsize() == JOBS  # noqa: SLF001 - white-box check
+
+
+def test_overlap_on_and_off_publish_the_same_results(tmp_path: Path, mosquitto, subscribe) -> None:
+    frames = many_frames(tmp_path / "frames", copies=2)
+    outputs = {}
+    for overlap in (True, False):
+        name = f"overlap{int(overlap)}"
+        run = Run(tmp_path, mosquitto, subscribe, {
+            "name": name, "source": {"type": "images", "path": str(frames)},
+            "model": {"path": str(DIGITS_INT8), "threads": 1}}, overlap=overlap)
+        results = run.start().finish()
+        assert [r["seq"] for r in results] == list(range(40))
+        outputs[overlap] = [(r["source"]["name"], r["classes"]) for r in results]
+    assert outputs[True] == outputs[False]
+
+
+def test_sensor_pipelines_run_on_one_worker_and_match_overlap(tmp_path: Path, mosquitto,
+                                                              subscribe) -> None:
+    outputs = {}
+    for overlap in (None, True):
+        name = f"vib{overlap}"
+        run = Run(tmp_path, mosquitto, subscribe, {
+            "name": name, "source": {"type": "csv", "path": str(VIBRATION_CSV), "stride": 8},
+            "model": {"path": str(VIBRATION_MODEL), "threads": 1}}, overlap=overlap)
+        if overlap is None:  # the default for sensors: no stage threads
+            assert run.runner.thread_names == [f"source-{name}", f"inference-{name}"]
+        results = run.start().finish()
+        assert [r["seq"] for r in results] == list(range(len(results)))
+        assert [r["source"]["frame"] for r in results] == list(range(len(results)))
+        outputs[overlap] = [(r["source"]["name"], r["classes"]) for r in results]
+    assert len(outputs[None]) > 10
+    assert outputs[None] == outputs[True]
+
+
+def test_stopping_mid_stream_ends_every_stage_with_gap_free_seq(tmp_path: Path, mosquitto,
+                                                                subscribe) -> None:
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "loop", "source": {"type": "images", "path": str(DIGITS_SAMPLES), "loop": True},
+        "model": {"path": str(DIGITS_INT8), "threads": 1}}, overlap=True).start()
+    wait_until(lambda: run.runner.stats.results >= 50, 60)
+    run.runner.stop()
+    run.runner.join(10)
+    assert run.runner.finished
+    results = run.finish()
+    assert len(results) >= 50
+    assert [r["seq"] for r in results] == list(range(len(results)))
+    assert [r["source"]["frame"] for r in results] == list(range(len(results)))
+    assert run.runner.stats.state == "stopped"
+
+
+def test_no_input_buffer_is_allocated_per_frame(tmp_path: Path, mosquitto, subscribe) -> None:
+    frames = many_frames(tmp_path / "frames", copies=1)
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "alloc", "source": {"type": "images", "path": str(frames)},
+        "model": {"path": str(DIGITS_INT8), "threads": 1}}, overlap=True)
+    stages = run.runner._stages  # noqa: SLF001 - white-box check of buffer reuse
+    before = {id(job.input) for job in list(stages.free.queue)}
+    run.start().finish()
+    after = {id(job.input) for job in list(stages.free.queue)}
+    assert len(before) == JOBS and after == before
+
+
+def test_a_live_source_gets_its_newest_frame_through_the_stages(tmp_path: Path, mosquitto,
+                                                                subscribe) -> None:
+    # An mqtt sensor source is live: when the worker is busy, older windows are replaced.
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "live", "source": {"type": "mqtt", "topic": "sensors/vib", "window": 32,
+                                   "stride": 32},
+        "model": {"path": str(VIBRATION_MODEL), "threads": 1}}, overlap=True).start()
+    import paho.mqtt.client as mqtt
+
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        rows = np.random.default_rng(0).normal(0, 1, (32, 3)).round(3).tolist()
+        deadline = time.monotonic() + 60
+        while run.runner.stats.results < 3 and time.monotonic() < deadline:
+            client.publish("sensors/vib", json.dumps(rows), qos=1).wait_for_publish(5)
+            time.sleep(0.05)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    run.runner.stop()
+    results = run.finish()
+    assert len(results) >= 3
+    assert [r["seq"] for r in results] == list(range(len(results)))
