@@ -16,7 +16,7 @@ from contextlib import redirect_stderr, redirect_stdout
 import numpy as np
 import pytest
 
-from conftest import write_config
+from conftest import edge_runtime, write_config
 from converter_fixtures.train import DIGIT_NAMES, Fixtures, build
 from converters.cli import main
 from converters.conversion import ConversionJob, convert_all
@@ -87,6 +87,10 @@ def test_int8_keeps_accuracy_and_metadata_round_trips(fx, cnn_int8):
     assert verified["accuracy"] == pytest.approx(mode["accuracy"])
     assert verified["validation"]["samples"] == report["validation"]["samples"]
     assert [c["runtime"] for c in verified["runtime_checks"]][0] == "ai-edge-litert"
+    # `edge-runtime info` (no TensorFlow) prints the same metadata.
+    info = edge_runtime("info", str(cnn_int8["model"]), "--json")
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["metadata"] == meta.to_dict()
 
 
 def test_compare_every_mode(fx, tmp_path):
@@ -141,35 +145,56 @@ def test_broken_calibration_fails_max_accuracy_drop_and_writes_nothing(fx, tmp_p
     assert mode["status"] == "rejected" and mode["accuracy_drop"] > 0.02
 
 
-def test_h5_model_in_dynamic_mode_passes(fx, tmp_path):
-    output = tmp_path / "mlp.tflite"
+def test_h5_model_without_any_data_is_checked_on_random_inputs(fx, tmp_path):
+    output, report = tmp_path / "mlp.tflite", tmp_path / "r.json"
     code, stdout, stderr = convert(
-        fx.mlp, "-o", output, "--quantize", "dynamic", "--validation-data", fx.mlp_val_x,
-        "--validation-labels", fx.mlp_val_y_csv, "--max-accuracy-drop", "0.02",
-        "--no-progress",
+        fx.mlp, "-o", output, "--quantize", "dynamic", "--max-accuracy-drop", "0.05",
+        "--report", report, "--no-progress",
     )
     assert code == 0, stderr
+    assert "note: no --validation-data: agreement measured on 32 random inputs" in stdout
+    (mode,) = json.loads(report.read_text())["modes"]
+    assert "accuracy" not in mode and mode["agreement"] >= 0.95  # unlabeled: agreement only
     meta = read_model_metadata(output.read_bytes())
     assert meta.converter["quantize"] == "dynamic" and meta.source["file"] == "digits_mlp.h5"
     assert meta.preprocess == {}  # not an image model: nothing to resize or convert
 
 
-def test_sensor_saved_model_from_csv(fx, tmp_path):
+def test_sensor_saved_model_from_csv_runs_in_the_daemon(fx, tmp_path, mosquitto, subscribe,
+                                                        start_daemon):
     output = tmp_path / "vibration.tflite"
     labels = tmp_path / "labels.txt"
     labels.write_text("idle\nnormal\nimbalance\n")
     code, stdout, stderr = convert(
-        fx.sensor, "-o", output, "--quantize", "int8", "--calibration-data",
-        fx.sensor_calib_csv, "--validation-data", fx.sensor_val_csv, "--columns", "ax,ay,az",
-        "--label-column", "label", "--labels", labels, "--max-accuracy-drop", "0.02",
-        "--no-progress",
+        fx.sensor, "-o", output, "--quantize", "int8", "--io-type", "uint8",
+        "--calibration-data", fx.sensor_calib_csv, "--validation-data", fx.sensor_val_csv,
+        "--columns", "ax,ay,az", "--label-column", "label", "--labels", labels,
+        "--max-accuracy-drop", "0.02", "--no-progress",
     )
     assert code == 0, stderr
     meta = read_model_metadata(output.read_bytes())
     assert meta.sensor == {"columns": ["ax", "ay", "az"], "window": 32}
     assert meta.labels == ("idle", "normal", "imbalance")
     assert meta.source["framework"] == "tensorflow"
+    assert meta.converter["io_type"] == "uint8"
     assert meta.verification["report"]["accuracy"] >= 0.9
+    model = TfliteModel(output, select_runtime("ai-edge-litert"))
+    assert model.inputs[0].dtype == np.uint8 and model.outputs[0].dtype == np.uint8
+
+    # The daemon: columns, window and labels from the file; windows of 32 rows, stride 32, so
+    # each lies inside one 64-row block of one class.
+    sub = subscribe("edge/test-pi/vibration/result")
+    config = write_config(tmp_path / "config.toml", mosquitto, [{
+        "name": "vibration", "source": {"type": "csv", "path": str(fx.sensor_val_csv),
+                                        "stride": 32},
+        "model": {"path": str(output)},
+    }])
+    daemon = start_daemon(config)
+    assert daemon.wait(60) == 0, daemon.log
+    got = [r["classes"][0]["label"] for r in sub.json_on("edge/test-pi/vibration/result")]
+    blocks = ["imbalance", "idle", "normal", "idle", "imbalance", "normal", "normal",
+              "imbalance", "idle"]  # the order train.py writes vibration_val.csv in
+    assert got == [label for label in blocks for _ in range(2)]
 
 
 def test_daemon_classifies_the_converted_model_end_to_end(fx, cnn_int8, tmp_path, mosquitto,
