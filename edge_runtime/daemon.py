@@ -89,5 +89,8 @@ class Daemon:
     def status_line(self) -> str:
         """One line for systemd's STATUS= and logs."""
         broker = "connected" if self.publisher.connected else "broker unreachable"
+        waiting = self.publisher.pending()
+        if waiting:
+            broker += f" ({waiting} results to deliver)"
         parts = [f"{r.name}: {r.stats.state}, {r.stats.results} results" for r in self.runners]
         return f"{broker}; " + "; ".join(parts)

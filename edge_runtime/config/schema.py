@@ -65,7 +65,6 @@ class MqttConfig:
     max_inflight: int = field(default=100, metadata=at_least(1))  # results awaiting PUBACK
     stats_interval: float = field(default=30.0, metadata=at_least(1.0))  # retained .../stats
 
-
     def client_id_for(self, device_id: str) -> str:
         return self.client_id or f"edge-runtime-{device_id}"
 
