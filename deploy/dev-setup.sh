@@ -18,6 +18,13 @@ have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 have mosquitto || apt_packages+=(mosquitto)
 have mosquitto_sub || apt_packages+=(mosquitto-clients)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3-venv)
+if [[ ",$extras," == *,test,* ]]; then
+    # Deployment tests: shellcheck (install.sh), systemd-analyze and systemd itself (the unit gate
+    # and the sandbox test), python3-apt (Ansible's apt module in the dry run).
+    have shellcheck || apt_packages+=(shellcheck)
+    { have systemd-analyze && [ -x /lib/systemd/systemd ]; } || apt_packages+=(systemd)
+    /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || apt_packages+=(python3-apt)
+fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "dev-setup: installing Debian packages: ${apt_packages[*]}" >&2
     "${sudo_cmd[@]}" apt-get update -qq
@@ -34,3 +41,13 @@ target="$repo"
 [ -n "$extras" ] && target="$repo[$extras]"
 echo "dev-setup: installing edge-runtime${extras:+ with extras [$extras]} into $venv" >&2
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$target"
+if [[ ",$extras," == *,test,* ]]; then
+    # ansible-core for tests/test_ansible.py, in its own virtualenv so that its dependencies never
+    # mix with the project's.
+    ansible_venv=${EDGE_RUNTIME_ANSIBLE_VENV:-$repo/.venv-ansible}
+    if [ ! -x "$ansible_venv/bin/ansible-playbook" ]; then
+        echo "dev-setup: installing ansible-core into $ansible_venv" >&2
+        python3 -m venv "$ansible_venv"
+        "$ansible_venv/bin/python" -m pip install -q --disable-pip-version-check ansible-core
+    fi
+fi
