@@ -57,7 +57,8 @@ def main() -> int:
             rates.append(run.rate)
             invokes.append(a)
             print(f"round {round_}: daemon {run.rate:8.0f} results/s ({run.results}/{expected}, "
-                  f"exit {run.exit_code}, peak RSS {run.peak_rss_mb:.0f} MB); raw invoke {a:8.0f}/s")
+                  f"exit {run.exit_code}, peak RSS {run.peak_rss_mb:.0f} MB); "
+                  f"raw invoke {a:8.0f}/s")
     print(f"raw invoke: {statistics.median(invokes):8.0f} /s   invoke {percentiles(invoke_ms)}")
     for stage, values in run.timings.items():
         print(f"  {stage:<12} {percentiles(values)}")

@@ -1,4 +1,4 @@
-"""Delegates: an unavailable library or a file that is no delegate falls back to the CPU, for real."""
+"""Delegates: a missing library or a file that is no delegate falls back to the CPU, for real."""
 
 from __future__ import annotations
 

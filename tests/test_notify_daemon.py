@@ -152,8 +152,6 @@ def test_watchdog_keeps_pinging_through_long_reconnect_backoff(tmp_path, mosquit
     assert daemon.wait(30) == 0, daemon.log
 
 
-@pytest.mark.xfail(strict=True, reason="runner.py sleeps its source-retry and model-reload backoff "
-                   "in one stop.wait(delay) without beating; use supervision.waiting.wait_beating")
 def test_watchdog_keeps_pinging_while_the_camera_is_gone(tmp_path, mosquitto, start_daemon, listener):
     camera = digits_pipeline(name="porch")
     camera["source"] = {"type": "camera", "device": str(tmp_path / "video-gone")}

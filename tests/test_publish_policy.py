@@ -30,7 +30,8 @@ def detected(*labels: str) -> dict[str, Any]:
                            for i, label in enumerate(labels)]}
 
 
-def decide(policy: PublishPolicy, clock: FakeClock, timeline: list[tuple[float, dict]]) -> list[bool]:
+def decide(policy: PublishPolicy, clock: FakeClock,
+           timeline: list[tuple[float, dict]]) -> list[bool]:
     out = []
     for when, fields in timeline:
         clock.now = when

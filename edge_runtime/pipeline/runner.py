@@ -45,6 +45,7 @@ from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceError
 from edge_runtime.sources.registry import SOURCES
 from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
+from edge_runtime.supervision.waiting import wait_beating
 
 logger = logging.getLogger(__name__)
 
@@ -142,14 +143,14 @@ class PipelineRunner:
         return self.stats.input_errors + self.stats.output_errors + self._source.input_errors()
 
     def _get(self, jobs: queue.Queue, beat: Heartbeat) -> Job | None | bool:
-        """The next job from `jobs`, END, or False after WAIT seconds (the caller beats and loops)."""
+        """The next job from `jobs`, END, or False after WAIT seconds (then the caller loops)."""
         beat.beat()
         try:
             return jobs.get(timeout=WAIT)
         except queue.Empty:
             return False
 
-    # -- source thread: read and decode --------------------------------------------------------------
+    # -- source thread: read and decode ------------------------------------------------------------
     def _source_loop(self) -> None:
         beat = self._heartbeats.register(f"source-{self.name}")
         backoff = Backoff(1.0, 30.0)
@@ -177,13 +178,13 @@ class PipelineRunner:
                                    self.name, exc, delay, exc_info=not isinstance(exc, SourceError))
                     source.close()
                     is_open = False
-                    self._stop.wait(delay)
+                    wait_beating(self._stop, delay, beat)  # degraded, not hung: keep beating
                     continue
                 if frame is None:
                     continue
                 if interval:
                     now = time.monotonic()
-                    if next_frame_at > now and self._stop.wait(next_frame_at - now):
+                    if next_frame_at > now and wait_beating(self._stop, next_frame_at - now, beat):
                         break
                     next_frame_at = max(now, next_frame_at) + interval
                 self.stats.frames += 1
@@ -196,7 +197,7 @@ class PipelineRunner:
             self.slot.finish()
             self._heartbeats.unregister(f"source-{self.name}")
 
-    # -- prepare thread: gate, preprocess into a free job's buffer -----------------------------------
+    # -- prepare thread: gate, preprocess into a free job's buffer ---------------------------------
     def _prepare_loop(self) -> None:
         beat = self._heartbeats.register(f"prepare-{self.name}")
         stages = self._stages
@@ -255,7 +256,7 @@ class PipelineRunner:
         job.frame, job.parts, job.in_tensor = frame, parts, into_tensor
         return True
 
-    # -- inference thread: the only thread that touches the interpreter -----------------------------
+    # -- inference thread: the only thread that touches the interpreter ----------------------------
     def _inference_loop(self) -> None:
         beat = self._heartbeats.register(f"inference-{self.name}")
         backoff = Backoff(1.0, 60.0)
@@ -325,7 +326,7 @@ class PipelineRunner:
 
     def _reload(self, backoff: Backoff, beat: Heartbeat) -> None:
         while not self._stop.is_set():
-            if self._stop.wait(backoff.next_delay()):
+            if wait_beating(self._stop, backoff.next_delay(), beat):
                 return
             beat.beat()
             try:
