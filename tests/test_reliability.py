@@ -79,7 +79,7 @@ def durable_broker(mosquitto: Broker) -> Broker:
 
 @pytest.fixture
 def durable_subscriber(durable_broker: Broker):
-    sub = DurableSubscriber(durable_broker, [RESULTS, STATS])
+    sub = DurableSubscriber(durable_broker, ["edge/test-pi/+/result", STATS])
     yield sub
     sub.close()
 
@@ -118,41 +118,51 @@ def assert_complete(got: list[int], total: int) -> int:
     return len(got) - len(seen)
 
 
-def streaming_config(tmp_path: Path, broker: Broker, **mqtt_extra: Any) -> tuple[Path, Path]:
+def streaming_config(tmp_path: Path, broker: Broker, pipelines: tuple[str, ...] = ("digits",),
+                     **mqtt_extra: Any) -> tuple[Path, Path]:
     outbox = tmp_path / "outbox.sqlite"
     settings = {"outbox_path": str(outbox), "stats_interval": 1.0, "max_inflight": 20}
     settings.update(mqtt_extra)
-    config = write_config(tmp_path / "config.toml", broker, [digits_pipeline(loop=True, fps=25.0)],
+    config = write_config(tmp_path / "config.toml", broker,
+                          [digits_pipeline(name, loop=True, fps=25.0) for name in pipelines],
                           mqtt_extra=settings)
     return config, outbox
 
 
 def test_broker_outage_during_a_stream_loses_nothing(tmp_path, durable_broker, durable_subscriber,
                                                     start_daemon):
+    """Two pipelines stream at once; each must arrive complete and in its own seq order."""
     sub = durable_subscriber
-    config, outbox = streaming_config(tmp_path, durable_broker)
+    names = ("digits", "digits2")
+    topics = {name: f"edge/test-pi/{name}/result" for name in names}
+    config, outbox = streaming_config(tmp_path, durable_broker, pipelines=names)
     daemon = start_daemon(config)
-    wait_until(lambda: len(sub.seqs()) >= 10, 30)
+    wait_until(lambda: all(len(sub.seqs(t)) >= 10 for t in topics.values()), 30)
     durable_broker.stop()
-    # The pipeline keeps producing; the results wait on disk (several seconds' worth).
-    wait_until(lambda: outbox_state(outbox)[0] >= 60, 30)
+    # The pipelines keep producing; the results wait on disk (several seconds' worth).
+    wait_until(lambda: outbox_state(outbox)[0] >= 120, 30)
     durable_broker.start()
-    during_outage = produced(outbox)
-    wait_until(lambda: max(sub.seqs(), default=-1) >= during_outage + 10, 60)
+    during_outage = {name: produced(outbox, name) for name in names}
+    wait_until(lambda: all(max(sub.seqs(topics[n]), default=-1) >= during_outage[n] + 10
+                           for n in names), 60)
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0, daemon.log
-    total = produced(outbox)
-    wait_until(lambda: len(set(sub.seqs())) >= total, 20)
-    duplicates = assert_complete(sub.seqs(), total)
-    print(f"{total} results across a broker outage, {duplicates} duplicate(s)")
     assert outbox_state(outbox)[0] == 0
     assert "lost the broker connection" in daemon.log
-    # The stats were published again after the reconnect and say what happened.
-    stats = wait_until(lambda: [s for s in sub.on(STATS) if s["mqtt"]["disconnects"] >= 1], 20)
-    last = stats[-1]
-    assert last["mqtt"]["connects"] >= 2
-    assert last["pipelines"]["digits"]["dropped"] == 0
-    assert last["pipelines"]["digits"]["results"] == total
+    # The stats were published again after the reconnect and at the end, and say what happened.
+    totals = {name: produced(outbox, name) for name in names}
+    last = wait_until(lambda: [s for s in sub.on(STATS) if all(
+        s["pipelines"][n]["results"] == totals[n] for n in names)], 20)[-1]
+    assert last["mqtt"]["connects"] >= 2 and last["mqtt"]["disconnects"] >= 1
+    stats = sub.on(STATS)
+    for name in names:
+        total = totals[name]
+        wait_until(lambda t=topics[name], n=total: len(set(sub.seqs(t))) >= n, 20)
+        duplicates = assert_complete(sub.seqs(topics[name]), total)
+        print(f"{name}: {total} results across a broker outage, {duplicates} duplicate(s)")
+        assert last["pipelines"][name]["dropped"] == 0
+        assert last["pipelines"][name]["results"] == total
+        assert any(s["pipelines"][name]["results_per_s"] > 0 for s in stats)
 
 
 def test_dropped_connections_resend_only_what_was_unacknowledged(tmp_path, mosquitto, subscribe,
@@ -184,8 +194,8 @@ def test_dropped_connections_resend_only_what_was_unacknowledged(tmp_path, mosqu
     wait_until(lambda: len(set(r["seq"] for r in sub.json_on(RESULTS))) >= total, 20)
     got = [r["seq"] for r in sub.json_on(RESULTS)]
     duplicates = assert_complete(got, total)
-    final = wait_until(lambda: sub.json_on(STATS) and sub.json_on(STATS)[-1]["outbox"]["depth"] == 0
-                       and sub.json_on(STATS), 20)[-1]
+    final = wait_until(lambda: [s for s in sub.json_on(STATS)
+                                if s["pipelines"]["digits"]["results"] == total], 20)[-1]
     resent, disconnects = final["mqtt"]["resent"], final["mqtt"]["disconnects"]
     print(f"{total} results, {disconnects} dropped connection(s), {resent} re-sent, "
           f"{duplicates} duplicate(s)")
