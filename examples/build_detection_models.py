@@ -218,7 +218,7 @@ def shapes_sample(rng: np.random.Generator, size: int = SHAPES_SIZE
         cv2.rectangle(image, (x0, y0), (x0 + side - 1, y0 + side - 1), color.tolist(), -1)
     else:
         radius = side / 2
-        cv2.circle(image, (int(round(x0 + radius * 16)), int(round(y0 + radius * 16))),
+        cv2.circle(image, (round((x0 + radius) * 16), round((y0 + radius) * 16)),
                    int(round((radius - 0.5) * 16)), color.tolist(), -1, cv2.LINE_AA, shift=4)
     return image, label, (x0, y0, x0 + side, y0 + side)
 
@@ -280,14 +280,27 @@ def center_colors_layer():
 
 
 def _shapes_loss(y_true, y_pred):
+    """Objectness everywhere; box (L1 + 1 - IoU) and class only where objectness is 1."""
     import tensorflow as tf
 
     obj = y_true[..., 0]
     obj_loss = tf.nn.sigmoid_cross_entropy_with_logits(labels=obj, logits=y_pred[..., 0])
     obj_loss = tf.reduce_sum(obj_loss * (1.0 + 4.0 * obj), axis=[1, 2])  # few positives: weigh up
-    box_error = tf.reduce_sum(tf.abs(tf.sigmoid(y_pred[..., 1:5]) - y_true[..., 1:5]), axis=-1)
+    box = tf.sigmoid(y_pred[..., 1:5])
+    l1 = tf.reduce_sum(tf.abs(box - y_true[..., 1:5]), axis=-1)
+    cells = SHAPES_SIZE / SHAPES_STRIDE
+
+    def corners(encoded):  # in cell units, relative to the same cell corner
+        center = encoded[..., 0:2] * 2.0 - 0.5
+        half = encoded[..., 2:4] * cells / 2.0
+        return center - half, center + half
+
+    (p0, p1), (t0, t1) = corners(box), corners(y_true[..., 1:5])
+    inter = tf.reduce_prod(tf.maximum(tf.minimum(p1, t1) - tf.maximum(p0, t0), 0.0), axis=-1)
+    union = tf.reduce_prod(p1 - p0, axis=-1) + tf.reduce_prod(t1 - t0, axis=-1) - inter
+    iou = inter / tf.maximum(union, 1e-6)
     class_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., 5:], logits=y_pred[..., 5:])
-    return obj_loss + tf.reduce_sum(obj * (8.0 * box_error + class_loss), axis=[1, 2])
+    return obj_loss + tf.reduce_sum(obj * (4.0 * l1 + 4.0 * (1.0 - iou) + 4.0 * class_loss), axis=[1, 2])
 
 
 def build_shapes(out: Path, samples: int, epochs: int) -> None:
@@ -297,11 +310,10 @@ def build_shapes(out: Path, samples: int, epochs: int) -> None:
 
     _seed(2)
     rng = np.random.default_rng(2)
-    images, targets = _shapes_data(samples, rng)
     layers = tf.keras.layers
     inputs = tf.keras.Input((SHAPES_SIZE, SHAPES_SIZE, 3), name="image")
     x = center_colors_layer()()(inputs)
-    for filters, stride in [(16, 2), (32, 2), (32, 2), (32, 1), (32, 1)]:
+    for filters, stride in [(16, 2), (32, 2), (32, 2), (32, 1), (32, 1), (32, 1)]:
         x = layers.Conv2D(filters, 3, strides=stride, padding="same", use_bias=False)(x)
         x = layers.BatchNormalization()(x)
         x = layers.ReLU()(x)
@@ -312,9 +324,12 @@ def build_shapes(out: Path, samples: int, epochs: int) -> None:
         3e-3, decay_steps=epochs * (samples // batch), alpha=0.05)
     model.compile(tf.keras.optimizers.Adam(schedule), _shapes_loss)
     started = time.monotonic()
-    history = model.fit(images, targets, epochs=epochs, batch_size=batch, verbose=0)
-    logger.info("trained the shapes detector on %d images in %.1f s (loss %s)", samples,
-                time.monotonic() - started, " ".join(f"{v:.3g}" for v in history.history["loss"]))
+    losses = []
+    for _ in range(epochs):  # fresh images every epoch: with a fixed set the centers overfit
+        images, targets = _shapes_data(samples, rng)
+        losses += model.fit(images, targets, epochs=1, batch_size=batch, verbose=0).history["loss"]
+    logger.info("trained the shapes detector on %d x %d images in %.1f s (loss %s)", epochs,
+                samples, time.monotonic() - started, " ".join(f"{v:.3g}" for v in losses))
 
     # The YOLO-style head as the model's last layer: [1, 64, 5+C] rows in input pixels.
     export = tf.keras.Model(inputs, grid_decode_layer()()(head))
@@ -373,8 +388,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=OUT, help="folder to write the models into")
     parser.add_argument("--only", choices=["constants", "shapes"], help="build just one group")
-    parser.add_argument("--samples", type=int, default=4000, help="shapes training images")
-    parser.add_argument("--epochs", type=int, default=12, help="shapes training epochs")
+    parser.add_argument("--samples", type=int, default=2500, help="shapes images per epoch")
+    parser.add_argument("--epochs", type=int, default=15, help="shapes training epochs")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(name)s: %(message)s")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -55,39 +55,48 @@ class YoloDecoder:
                 f"normalized={'auto' if self.normalized is None else self.normalized}")
 
     def decode(self, outputs: list[np.ndarray], threshold: float) -> Candidates:
-        rows = outputs[0][0].T if self.channels_first else outputs[0][0]  # [N, F] (a view)
+        # Work on the tensor as stored: [F, N] (features-major) or [N, F], reducing over the
+        # class axis in place; only the rows that pass the threshold are gathered.
+        table = outputs[0][0]
+        axis = 0 if self.channels_first else 1
+
+        def feature(i: int | slice, rows: np.ndarray | None = None) -> np.ndarray:
+            if self.channels_first:
+                return table[i] if rows is None else table[i][..., rows]
+            return table[:, i] if rows is None else table[rows][:, i]
+
         if self.objectness:
-            objectness = rows[:, 4]
+            objectness = feature(4)
             if self.sigmoid:
                 objectness = sigmoid(objectness)
             # score = objectness * class score <= objectness: skip hopeless rows early.
             index = np.flatnonzero(objectness >= threshold)
-            class_scores = rows[index, self.first_class:]
+            class_scores = feature(slice(self.first_class, None), index)
+            best = np.max(class_scores, axis=axis)
             if self.sigmoid:
-                class_scores = sigmoid(class_scores)
-            classes = np.argmax(class_scores, axis=1)
-            scores = class_scores[np.arange(index.size), classes] * objectness[index]
+                best = sigmoid(best)  # monotonic: the best class is the same before and after
+            scores = best * objectness[index]
         else:
-            class_scores = rows[:, self.first_class:]
-            classes = np.argmax(class_scores, axis=1)
-            scores = class_scores[np.arange(rows.shape[0]), classes]
+            class_scores = feature(slice(self.first_class, None))
+            scores = np.max(class_scores, axis=axis)
             if self.sigmoid:
-                scores = sigmoid(scores)  # monotonic: argmax before or after is the same
-            index = np.arange(rows.shape[0])
+                scores = sigmoid(scores)
+            index = np.arange(scores.size)
         keep = scores >= threshold
-        index, classes, scores = index[keep], classes[keep], scores[keep]
+        index, scores = index[keep], scores[keep]
         if index.size == 0:
             return Candidates.empty()
-        cx, cy, w, h = (rows[index, i] for i in range(4))
-        if not self._normalized(rows):
+        classes = np.argmax(feature(slice(self.first_class, None), index), axis=axis)
+        cx, cy, w, h = (feature(i, index) for i in range(4))
+        if not self._normalized(feature(slice(0, 2))):
             cx, cy, w, h = cx / self.width, cy / self.height, w / self.width, h / self.height
         boxes = np.stack([cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2], axis=1)
         return Candidates(boxes.astype(np.float32), scores.astype(np.float32),
                           classes.astype(np.int64))
 
-    def _normalized(self, rows: np.ndarray) -> bool:
+    def _normalized(self, centers: np.ndarray) -> bool:
         if self.normalized is not None:
             return self.normalized
         # Pixel exports put grid-cell centers all over the input, whatever the image shows;
         # normalized centers never pass 1 by much.
-        return float(np.max(rows[:, :2])) <= 2.0
+        return float(np.max(centers)) <= 2.0
