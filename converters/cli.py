@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import tomllib
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -31,6 +32,17 @@ def _floats(text: str) -> list[float]:
 
 def _names(text: str) -> tuple[str, ...]:
     return tuple(v.strip() for v in text.split(",") if v.strip())
+
+
+def _option(text: str) -> tuple[str, Any]:
+    key, sep, value = text.partition("=")
+    if not sep or not key.strip():
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    try:
+        parsed = tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        parsed = value  # a bare word: take it as a string
+    return key.strip(), parsed
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -81,8 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     pre.add_argument("--stride", type=int, default=1, help="sensor CSV: rows between windows")
     pre.add_argument("--label-column", help="sensor CSV: column with each row's class")
     post = parser.add_argument_group("postprocessing (stored in the model)")
-    post.add_argument("--top-k", type=int)
-    post.add_argument("--threshold", type=float)
+    post.add_argument("--top-k", type=int, help="classification: classes per result")
+    post.add_argument("--threshold", type=float, help="classification/detection: minimum score")
+    post.add_argument("--postprocess", type=_option, action="append", default=[],
+                      metavar="KEY=VALUE",
+                      help="any task option, value in TOML syntax as in [pipelines.postprocess] "
+                           "(e.g. format=\"yolo\", iou_threshold=0.5); repeatable")
     check = parser.add_argument_group("verification")
     check.add_argument("--max-accuracy-drop", type=float,
                        help="fail (exit 1, nothing written) if top-1 accuracy, or agreement when "
@@ -104,6 +120,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     preprocess = {k: getattr(args, k) for k in ("color", "resize", "mean", "std", "layout")
                   if getattr(args, k) is not None}
+    postprocess = dict(args.postprocess)
+    for key in ("top_k", "threshold"):
+        if getattr(args, key) is not None:
+            postprocess[key] = getattr(args, key)
     return Options(
         model=args.model,
         output=args.output,
@@ -123,8 +143,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         calibration_samples=args.calibration_samples,
         validation_samples=args.validation_samples,
         max_accuracy_drop=args.max_accuracy_drop,
-        top_k=args.top_k,
-        threshold=args.threshold,
+        postprocess=postprocess,
         tflite_runtime_python=args.tflite_runtime_python,
         timeout_s=args.timeout,
         progress=not args.no_progress,

@@ -27,6 +27,7 @@ from converters.progress import Progress
 from converters.report import ModeReport, Report
 from converters.runtime_check import check, targets
 from converters.verify import TfliteRun, reference_accuracy, run_tflite, score
+from edge_runtime.config.typed import ConfigError, Context, build
 from edge_runtime.model.metadata import ModelMetadata, read_model_metadata
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
@@ -62,8 +63,8 @@ class Options:
     calibration_samples: int = 200
     validation_samples: int | None = None
     max_accuracy_drop: float | None = None
-    top_k: int | None = None
-    threshold: float | None = None
+    # Task options stored in the metadata (validated against the daemon's task plugin).
+    postprocess: dict[str, Any] = field(default_factory=dict)
     tflite_runtime_python: str | None = None
     timeout_s: float = 1800.0
     progress: bool = True
@@ -111,10 +112,19 @@ def _check_options(options: Options) -> dict[str, str]:
         if mode not in MODES:
             raise ConvertError(
                 f"unknown --quantize {mode!r}; choose one of {', '.join(MODE_NAMES)}")
+        io_type = options.io_type
+        if options.compare and io_type not in MODES[mode].io_types:
+            io_type = None  # --compare: --io-type applies to the modes that offer it
         try:
-            io_types[mode] = resolve_io_type(mode, options.io_type if not options.compare else None)
+            io_types[mode] = resolve_io_type(mode, io_type)
         except ValueError as exc:
             raise ConvertError(str(exc)) from None
+    try:
+        # The same check the daemon makes when it reads [pipelines.postprocess].
+        build(DAEMON_TASKS[options.task].options, dict(options.postprocess), "postprocess",
+              Context("edge-convert --postprocess", Path.cwd()))
+    except ConfigError as exc:
+        raise ConvertError(str(exc)) from None
     if options.max_accuracy_drop is not None and options.max_accuracy_drop < 0:
         raise ConvertError("--max-accuracy-drop must be 0 or more (a fraction, 0.01 = 1 point)")
     return io_types
@@ -162,11 +172,7 @@ def _metadata(options: Options, settings: InputSettings, source: SourceModel, sh
     else:
         preprocess = settings.preprocess.to_dict() if len(source.input.shape) == 4 else {}
         sensor = {}
-    postprocess: dict[str, Any] = {}
-    if options.top_k is not None:
-        postprocess["top_k"] = options.top_k
-    if options.threshold is not None:
-        postprocess["threshold"] = options.threshold
+    postprocess = dict(options.postprocess)
     return ModelMetadata(
         task=options.task,
         labels=labels,

@@ -51,7 +51,8 @@ def cnn_int8(fx: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> dict:
     code, stdout, stderr = convert(
         fx.cnn, "-o", model, "--quantize", "int8", "--calibration-data", fx.calib_images,
         "--validation-data", fx.val_images, "--labels", fx.labels_txt, "--color", "gray",
-        "--std", "255", "--top-k", "3", "--max-accuracy-drop", "0.02", "--report", report,
+        "--std", "255", "--top-k", "3", "--postprocess", "threshold=0.0",
+        "--max-accuracy-drop", "0.02", "--report", report,
     )
     assert code == 0, stderr
     return {"model": model, "report": json.loads(report.read_text()), "stdout": stdout,
@@ -77,7 +78,7 @@ def test_int8_keeps_accuracy_and_metadata_round_trips(fx, cnn_int8):
     assert meta.labels == tuple(DIGIT_NAMES)
     assert meta.preprocess == {"color": "gray", "resize": "stretch", "mean": [0.0],
                                "std": [255.0], "layout": "nhwc"}
-    assert meta.postprocess == {"top_k": 3}
+    assert meta.postprocess == {"top_k": 3, "threshold": 0.0}
     assert meta.source == {"file": "digits_cnn.keras", "framework": "keras",
                            "sha256": hashlib.sha256(fx.cnn.read_bytes()).hexdigest()}
     assert meta.converter["name"] == "edge-convert"
@@ -269,7 +270,7 @@ def test_a_worker_without_progress_is_stopped(fx, tmp_path):
 
 @pytest.mark.parametrize("case", [
     "missing-model", "needs-calibration", "empty-folder", "unreadable-image", "channels",
-    "wrong-shape", "csv-columns", "labels-count",
+    "wrong-shape", "csv-columns", "labels-count", "task-option",
 ])
 def test_bad_input_gives_a_clear_error(fx, tmp_path, case):
     out = ["-o", tmp_path / "m.tflite", "--no-progress"]
@@ -298,10 +299,13 @@ def test_bad_input_gives_a_clear_error(fx, tmp_path, case):
     elif case == "csv-columns":
         args = [fx.sensor, *out, "--validation-data", fx.sensor_val_csv]
         expect = "needs --columns"
-    else:
+    elif case == "labels-count":
         args = [fx.mlp, *out, "--validation-data", fx.mlp_calib_x, "--validation-labels",
                 fx.mlp_val_y_csv]
         expect = "labels for 200 samples"
+    else:  # checked like the daemon checks [pipelines.postprocess]
+        args = [fx.cnn, *out, "--postprocess", "top_k=0"]
+        expect = "postprocess.top_k: must be >= 1, got 0"
     code, stdout, stderr = convert(*args)
     assert code == 2, stderr
     assert expect in stderr
