@@ -24,6 +24,8 @@ from pathlib import Path
 
 import pytest
 
+from conftest import wait_until
+
 REPO = Path(__file__).resolve().parents[1]
 UNIT = REPO / "systemd" / "edge-runtime.service"
 SYSTEMD = Path("/lib/systemd/systemd")
@@ -79,7 +81,7 @@ def _hidden_by_protect_home(path: Path) -> bool:
     return any(resolved == p or resolved.startswith(p + "/") for p in ("/root", "/home", "/run/user"))
 
 
-def drop_in(exec_args: list[str], log: Path, user: str) -> str:
+def drop_in(exec_args: list[str], log: Path, user: str, extra: tuple[str, ...] = ()) -> str:
     lines = [
         "[Unit]",
         "DefaultDependencies=no",
@@ -98,6 +100,7 @@ def drop_in(exec_args: list[str], log: Path, user: str) -> str:
         # /etc/edge-runtime would be created on the host: the config comes from the payload.
         "ConfigurationDirectory=",
         f"User={user}",
+        *extra,
     ]
     if user == "root":
         lines.append("Group=root")
@@ -136,6 +139,11 @@ class BootedSystemd:
                 return state
             time.sleep(0.2)
 
+    def exec(self, *argv: str) -> str:
+        """Run a command in systemd's namespaces (its /run and /var/lib)."""
+        return subprocess.run(["nsenter", "-t", str(self.pid), "-m", "-p", *argv],
+                              capture_output=True, text=True, timeout=30).stdout
+
     def service_log(self) -> str:
         return self.log.read_text(errors="replace") if self.log.exists() else ""
 
@@ -151,12 +159,13 @@ def boot_systemd() -> Iterator:
     workdir = Path(tempfile.mkdtemp(prefix="edge-runtime-sandbox-"))
     os.chmod(workdir, 0o755)
 
-    def boot(exec_args: list[str], payload: dict[str, bytes]) -> BootedSystemd:
+    def boot(exec_args: list[str], payload: dict[str, bytes], extra: tuple[str, ...] = ()) -> BootedSystemd:
         units = workdir / "units"
         (units / "edge-runtime.service.d").mkdir(parents=True)
         shutil.copy(UNIT, units / "edge-runtime.service")
         log = workdir / "service.log"
-        (units / "edge-runtime.service.d" / "test.conf").write_text(drop_in(exec_args, log, service_user()))
+        (units / "edge-runtime.service.d" / "test.conf").write_text(
+            drop_in(exec_args, log, service_user(), extra))
         (units / "edge-test.target").write_text(TARGET)
         for name, data in payload.items():
             target = workdir / "payload" / name
@@ -260,3 +269,55 @@ def _host_pid_of_service(booted: BootedSystemd) -> int:
     for child in Path(f"/proc/{booted.pid}/task/{booted.pid}/children").read_text().split():
         return int(child)
     raise AssertionError("service process not found")
+
+
+def _daemon_payload(port: int) -> dict[str, bytes]:
+    """deploy/config.example.toml as installed, pointed at the test's broker and payload paths."""
+    digits = REPO / "examples" / "digits"
+    config = (REPO / "deploy" / "config.example.toml").read_text()
+    config = config.replace("/opt/edge-runtime/examples/digits", PAYLOAD).replace(
+        "port = 1883", f"port = {port}").replace('# id = "kitchen-pi"', 'id = "sandbox"')
+    config = config.replace("fps = 1", "fps = 10")
+    payload = {"config.toml": config.encode(),
+               "digits_int8.tflite": (digits / "digits_int8.tflite").read_bytes()}
+    for png in sorted((digits / "samples").glob("*.png")):
+        payload[f"samples/{png.name}"] = png.read_bytes()
+    return payload
+
+
+def test_daemon_under_the_unit_publishes_and_stops_cleanly(boot_systemd, mosquitto, subscribe) -> None:
+    sub = subscribe("edge/sandbox/#")
+    booted = boot_systemd([sys.executable, "-m", "edge_runtime", "run", "--config", f"{PAYLOAD}/config.toml"],
+                          _daemon_payload(mosquitto.port))
+    state = booted.wait_state()
+    # "active" only after READY=1: Type=notify worked through the sandbox.
+    assert state["ActiveState"] == "active", f"{state}\n{booted.service_log()}"
+    wait_until(lambda: len(sub.on("edge/sandbox/digits/result")) >= 3, 60)
+    assert sub.on("edge/sandbox/status")[:1] == [b"online"]
+    wait_until(lambda: "connected" in booted.show("StatusText")["StatusText"], 30)
+    # The outbox went to StateDirectory=, the only writable place.
+    assert "outbox.sqlite" in booted.exec("ls", "/var/lib/edge-runtime")
+    booted.systemctl("stop", "edge-runtime.service")
+    after = booted.show("ActiveState", "Result", "ExecMainStatus")
+    assert after == {"ActiveState": "inactive", "Result": "success", "ExecMainStatus": "0"}, (
+        f"{after}\n{booted.service_log()}")
+    assert sub.on("edge/sandbox/status")[-1] == b"offline"
+    assert "Error in cpuinfo" not in booted.service_log()
+
+
+def test_systemd_restarts_a_daemon_whose_inference_hangs(boot_systemd, mosquitto, subscribe) -> None:
+    """The whole chain: a hung worker -> no WATCHDOG=1 -> systemd kills and restarts the daemon."""
+    sub = subscribe("edge/sandbox/digits/result")
+    booted = boot_systemd(
+        [sys.executable, "-m", "edge_runtime", "run", "--config", f"{PAYLOAD}/config.toml"],
+        _daemon_payload(mosquitto.port),
+        extra=("WatchdogSec=4", "Restart=on-failure", "RestartSec=1",
+               "Environment=EDGE_RUNTIME_TEST_STALL_INFERENCE=digits"),
+    )
+    assert booted.wait_state()["ActiveState"] == "active", booted.service_log()
+    wait_until(lambda: sub.on("edge/sandbox/digits/result"), 60)
+    wait_until(lambda: int(booted.show("NRestarts").get("NRestarts", "0") or 0) >= 1, 90)
+    assert "withholding watchdog pings" in booted.service_log()
+    wait_until(lambda: booted.service_log().count("running 1 pipeline") >= 2, 60)  # a new process
+    # The restarted daemon is up again (and will hang again: the hook is still set).
+    assert booted.wait_state()["ActiveState"] in ("active", "activating"), booted.service_log()
