@@ -1,7 +1,7 @@
 """Dynamic inference gating: skip inference while a camera looks at an unchanging scene.
 
-A cheap check on a small gray copy of each frame (a few microseconds of OpenCV) decides whether the
-frame is worth the model's time. The reference is the last frame that *was* inferred, not the
+A cheap check on a small, slightly blurred gray copy of each frame (a fraction of a millisecond of
+OpenCV) decides whether the frame is worth the model's time. The reference is the last frame that *was* inferred, not the
 previous frame, so slow changes (a door opening over many frames) add up until they count. A
 heartbeat inference every `max_interval` seconds re-checks a still scene (lighting, a model that
 also reports "nothing").
@@ -31,6 +31,7 @@ class MotionGate:
         self.config = config
         self._clock = clock
         self._small: np.ndarray | None = None  # the current frame, downscaled, BGR or gray
+        self._gray_raw: np.ndarray | None = None
         self._gray: np.ndarray | None = None
         self._reference: np.ndarray | None = None
         self._diff: np.ndarray | None = None
@@ -70,17 +71,21 @@ class MotionGate:
             small_h = max(1, round(height * GATE_WIDTH / width))
             channels = image.shape[2:]  # () for gray, (3,) or (4,) for color
             self._small = np.empty((small_h, GATE_WIDTH, *channels), np.uint8)
+            self._gray_raw = np.empty((small_h, GATE_WIDTH), np.uint8)
             self._gray = np.empty((small_h, GATE_WIDTH), np.uint8)
             self._diff = np.empty((small_h, GATE_WIDTH), np.uint8)
             self._reference = None
             self._source_shape = image.shape
-        assert self._small is not None and self._gray is not None
-        # INTER_AREA averages pixels: downscaling also removes most of the sensor noise.
+        assert self._small is not None and self._gray is not None and self._gray_raw is not None
+        # Bilinear sampling straight down to 64 px costs ~0.2 ms even for 1080p (INTER_AREA
+        # averages every pixel and costs 20x more); the 3x3 blur on the small copy then smooths
+        # sensor noise and JPEG artifacts, which pixel_threshold absorbs.
         cv2.resize(image, (GATE_WIDTH, self._small.shape[0]), dst=self._small,
-                   interpolation=cv2.INTER_AREA)
+                   interpolation=cv2.INTER_LINEAR)
         if self._small.ndim == 2:
-            np.copyto(self._gray, self._small)
+            np.copyto(self._gray_raw, self._small)
         else:
             code = cv2.COLOR_BGR2GRAY if self._small.shape[2] == 3 else cv2.COLOR_BGRA2GRAY
-            cv2.cvtColor(self._small, code, dst=self._gray)
+            cv2.cvtColor(self._small, code, dst=self._gray_raw)
+        cv2.GaussianBlur(self._gray_raw, (3, 3), 0, dst=self._gray)
         return self._gray
