@@ -164,6 +164,8 @@ def test_unusable_file_is_moved_aside_and_a_fresh_outbox_starts(tmp_path, caplog
     aside = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
     assert len(aside) == 1
     assert f"moved it to {aside[0]}" in caplog.text and "UNUSABLE" in caplog.text
+    # Only the truncated file still had its seq counters; otherwise the log warns of the restart.
+    assert ("seq starts again at 0" in caplog.text) == (damage is not corrupt_truncated)
     fill(outbox, "b", 2)
     outbox.close()
     assert seqs(open_outbox(path, 10**6, 10**9), "b") == [0, 1]

@@ -525,6 +525,9 @@ def open_outbox(path: Path, max_messages: int, max_bytes: int, sync: SyncMode = 
         return _memory_fallback(path, max_messages, max_bytes, str(exc))
     if counters or rows:
         fresh.restore(counters, rows)
+    else:
+        logger.error("no seq counter could be read from %s: every pipeline's seq starts again at 0 "
+                     "(consumers see seq go back)", aside)
     return fresh
 
 
