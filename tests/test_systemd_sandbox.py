@@ -10,6 +10,7 @@ no capabilities) is in force.
 
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -153,6 +154,10 @@ def boot_systemd() -> Iterator:
     reason = _skip_reason()
     if reason:
         pytest.skip(reason)
+    # Each booted systemd believes it owns the host's cgroup tree (e.g. .../system.slice/
+    # edge-runtime.service), so two test runs on one machine must not boot at the same time.
+    lock = open("/tmp/edge-runtime-sandbox.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
     procs: list[subprocess.Popen[bytes]] = []
     # Not under pytest's tmp_path: boot.sh copies the payload from here, and a 0700 parent would
     # make no difference to root, but a world-readable dir keeps the service user question simple.
@@ -205,6 +210,7 @@ def boot_systemd() -> Iterator:
             proc.kill()
             proc.wait()
     shutil.rmtree(workdir, ignore_errors=True)
+    lock.close()  # releases the lock
 
 
 PROBE = b'''
