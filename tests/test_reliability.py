@@ -477,3 +477,37 @@ def test_unreadable_and_odd_images_are_counted_in_the_stats_and_the_rest_classif
                                 if s["pipelines"]["digits"]["state"] == "finished"], 20)[-1]
     assert final["pipelines"]["digits"]["bad_inputs"] == 3
     assert final["pipelines"]["digits"]["results"] == 8
+
+
+def test_a_failing_stats_source_never_stops_the_results(tmp_path, mosquitto, subscribe, caplog):
+    from edge_runtime.config.loader import load_config
+    from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+    from edge_runtime.publishing.stats import StatsReporter
+
+    class BrokenRunner:
+        """A pipeline whose counters cannot be read (say, a runner refactored under the stats)."""
+
+        name = "digits"
+        dropped = 0
+
+        @property
+        def stats(self) -> Any:
+            raise AttributeError("no stats here")
+
+        def input_errors(self) -> int:
+            return 0
+
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+    sub = subscribe(RESULTS)
+    publisher = MqttPublisher(load_config(config))
+    publisher.attach_stats(StatsReporter("test-pi", [BrokenRunner()]))
+    publisher.start()
+    try:
+        for i in range(5):
+            publisher.publish_result("digits", {"n": i})
+        wait_until(lambda: len(sub.json_on(RESULTS)) == 5, 30)
+        assert publisher.flush(10) and publisher.connects == 1
+        assert "cannot build the stats message" in caplog.text
+    finally:
+        publisher.stop(5)

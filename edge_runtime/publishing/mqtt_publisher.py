@@ -334,7 +334,11 @@ class MqttPublisher:
 
     def _publish_stats(self, client: mqtt.Client) -> None:
         self._next_stats = time.monotonic() + self.config.stats_interval
-        payload = json.dumps(self.stats(), separators=(",", ":")).encode("utf-8")
+        try:
+            payload = json.dumps(self.stats(), separators=(",", ":")).encode("utf-8")
+        except Exception as exc:  # noqa: BLE001 - a stats bug must never stop the results
+            self._warn.warning("stats", "cannot build the stats message: %r", exc)
+            return
         client.publish(self.topics.stats, payload, qos=1, retain=True)
 
     def _say_goodbye(self) -> bool:
