@@ -299,8 +299,10 @@ def _shapes_loss(y_true, y_pred):
     inter = tf.reduce_prod(tf.maximum(tf.minimum(p1, t1) - tf.maximum(p0, t0), 0.0), axis=-1)
     union = tf.reduce_prod(p1 - p0, axis=-1) + tf.reduce_prod(t1 - t0, axis=-1) - inter
     iou = inter / tf.maximum(union, 1e-6)
-    class_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., 5:], logits=y_pred[..., 5:])
-    return obj_loss + tf.reduce_sum(obj * (4.0 * l1 + 4.0 * (1.0 - iou) + 4.0 * class_loss), axis=[1, 2])
+    class_loss = tf.nn.softmax_cross_entropy_with_logits(labels=y_true[..., 5:],
+                                                         logits=y_pred[..., 5:])
+    per_cell = 4.0 * l1 + 4.0 * (1.0 - iou) + 4.0 * class_loss
+    return obj_loss + tf.reduce_sum(obj * per_cell, axis=[1, 2])
 
 
 def build_shapes(out: Path, samples: int, epochs: int) -> None:
@@ -323,13 +325,14 @@ def build_shapes(out: Path, samples: int, epochs: int) -> None:
     schedule = tf.keras.optimizers.schedules.CosineDecay(
         3e-3, decay_steps=epochs * (samples // batch), alpha=0.05)
     model.compile(tf.keras.optimizers.Adam(schedule), _shapes_loss)
-    started = time.monotonic()
+    started, cpu = time.monotonic(), time.process_time()
     losses = []
     for _ in range(epochs):  # fresh images every epoch: with a fixed set the centers overfit
         images, targets = _shapes_data(samples, rng)
         losses += model.fit(images, targets, epochs=1, batch_size=batch, verbose=0).history["loss"]
-    logger.info("trained the shapes detector on %d x %d images in %.1f s (loss %s)", epochs,
-                samples, time.monotonic() - started, " ".join(f"{v:.3g}" for v in losses))
+    logger.info("trained the shapes detector on %d x %d images in %.1f s (%.1f s CPU; loss %s)",
+                epochs, samples, time.monotonic() - started, time.process_time() - cpu,
+                " ".join(f"{v:.3g}" for v in losses))
 
     # The YOLO-style head as the model's last layer: [1, 64, 5+C] rows in input pixels.
     export = tf.keras.Model(inputs, grid_decode_layer()()(head))

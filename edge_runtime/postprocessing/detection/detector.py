@@ -1,4 +1,4 @@
-"""The `detection` task: decode (per format), filter by class, NMS, map boxes to the original frame."""
+"""The `detection` task: decode (per format), filter by class, NMS, map to the original frame."""
 
 from __future__ import annotations
 
@@ -48,7 +48,8 @@ def guess_format(ctx: TaskContext) -> str:
         f"set format to one of: {', '.join(FORMATS)}")
 
 
-def to_frame(geometry: Geometry | None, xs: np.ndarray, ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def to_frame(geometry: Geometry | None, xs: np.ndarray,
+             ys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Geometry.to_frame over arrays: normalized input coordinates -> normalized frame, clipped."""
     if geometry is not None:
         g = geometry

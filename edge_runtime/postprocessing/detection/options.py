@@ -68,7 +68,8 @@ class DetectionOptions:
     sigmoid: bool | None = field(default=None, metadata=_for("yolo anchors"))
 
     # anchors (MediaPipe SsdAnchorsCalculator / TensorsToDetectionsCalculator option names).
-    strides: tuple[int, ...] | None = field(default=None, metadata=_for("anchors", **positive_items()))
+    strides: tuple[int, ...] | None = field(
+        default=None, metadata=_for("anchors", **positive_items()))
     num_layers: int | None = field(default=None, metadata=_for("anchors", **at_least(1)))
     input_size: tuple[int, ...] | None = field(  # [width, height]; default: the model input
         default=None, metadata=_for("anchors", **count_of(2)))

@@ -80,8 +80,8 @@ def assign_roles(outputs: tuple[TensorSpec, ...], order: tuple[str, ...] | None)
         if len(bases) == 1 and sorted(n for n in numbers if n is not None) == [0, 1, 2, 3]:
             if numbers[0] == 0 and numbers[3] == 3:  # the op's own output order
                 scores_first = numbers[1] == 2
-            elif numbers[0] == 3 and numbers[3] == 0:  # TF2 signature: count, scores, classes, boxes
-                scores_first = numbers[1] == 1
+            elif numbers[0] == 3 and numbers[3] == 0:
+                scores_first = numbers[1] == 1  # TF2 signature: count, scores, classes, boxes
             else:
                 scores_first = count != 3
         else:
