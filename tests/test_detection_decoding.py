@@ -224,3 +224,34 @@ def test_label_offset_shifts_labels_and_indices(tmp_path):
     labels.write_text("background\ncat\ndog\nbird\n")
     got = detect(build(tmp_path, YOLO_V8, {"labels": str(labels), "label_offset": 1}))
     assert [(d["index"], d["label"]) for d in got] == [(1, "cat"), (2, "dog"), (3, "bird")]
+
+
+# -- broken outputs ------------------------------------------------------------------------------
+
+def run_outputs(parts: PipelineParts) -> list[np.ndarray]:
+    parts.model.fill_input(lambda out: parts.preprocess(Frame(np.zeros((48, 64, 3), np.uint8), 0),
+                                                        out))
+    parts.model.invoke()
+    return [parts.model.output(i) for i in range(len(parts.model.outputs))]
+
+
+def test_non_finite_boxes_are_dropped(tmp_path):
+    parts = build(tmp_path, YOLO_V5)
+    outputs = run_outputs(parts)
+    outputs[0][0, 0, 0] = np.nan  # the person's cx
+    outputs[0][0, 1, 2] = np.inf  # the car's width
+    assert parts.postprocess(outputs, None) == {"detections": []}
+    outputs = run_outputs(parts)
+    outputs[0][0, 1, 2] = np.inf
+    assert [d["label"] for d in parts.postprocess(outputs, None)["detections"]] == ["person"]
+
+
+def test_ssd_count_out_of_range_and_negative_class_ids(tmp_path):
+    parts = build(tmp_path, SSD_PLAIN)  # outputs: boxes, classes, scores, count
+    outputs = run_outputs(parts)
+    outputs[3][0] = 99.0  # more than the 5 rows: read all 5, no further
+    outputs[1][0, 0] = -1.0  # a class id no label can have
+    got = parts.postprocess(outputs, None)["detections"]
+    assert [d["label"] for d in got] == ["car", "bicycle"]
+    outputs[3][0] = -3.0
+    assert parts.postprocess(outputs, None) == {"detections": []}

@@ -98,3 +98,15 @@ def test_ssd_roles_refuse_other_shapes():
         assign_roles((spec("a", 1, 5, 4), spec("b", 1, 6), spec("c", 1, 5), spec("d", 1)), None)
     with pytest.raises(PostprocessError, match="four outputs"):
         assign_roles((spec("a", 1, 5, 4), spec("b", 1, 5), spec("d", 1)), None)
+
+
+def test_nms_looks_at_the_best_max_candidates_only():
+    from edge_runtime.postprocessing.detection.nms import MAX_CANDIDATES
+
+    count = MAX_CANDIDATES + 500
+    x = np.arange(count, dtype=np.float32) * 10  # disjoint boxes: nothing suppresses anything
+    boxes = np.stack([x, np.zeros(count), x + 5, np.full(count, 5.0)], axis=1).astype(np.float32)
+    scores = np.linspace(0.1, 1.0, count).astype(np.float32)
+    keep = nms(boxes, scores, np.zeros(count, np.int64), 0.5, 10 * count)
+    assert keep.size == MAX_CANDIDATES
+    assert keep[0] == count - 1 and keep.min() == count - MAX_CANDIDATES
