@@ -511,3 +511,19 @@ def test_a_failing_stats_source_never_stops_the_results(tmp_path, mosquitto, sub
         assert "cannot build the stats message" in caplog.text
     finally:
         publisher.stop(5)
+
+
+def test_no_usable_outbox_place_still_runs_with_a_memory_outbox(tmp_path, mosquitto, subscribe,
+                                                                start_daemon):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("a file where the outbox's directory should be")
+    sub = subscribe(RESULTS, STATS)
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"outbox_path": str(blocker / "outbox.sqlite")})
+    daemon = start_daemon(config)
+    assert daemon.wait(60) == 0, daemon.log
+    assert "keeping results in memory only" in daemon.log
+    assert [r["seq"] for r in sub.json_on(RESULTS)] == list(range(20))
+    final = wait_until(lambda: [s for s in sub.json_on(STATS)
+                                if s["pipelines"]["digits"]["results"] == 20], 20)[-1]
+    assert final["outbox"]["backend"] == "memory"

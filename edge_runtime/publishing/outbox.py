@@ -123,7 +123,7 @@ class Outbox:
         raise NotImplementedError
 
     def reject(self, message: OutboxMessage) -> bool:
-        """Remove a message the broker will never take, counted as dropped; False if gone already."""
+        """Delete a message the broker will never take, counted as dropped; False if gone."""
         raise NotImplementedError
 
     def close(self) -> None:
