@@ -336,7 +336,11 @@ def _verify(entry: ModeReport, candidate: Path, runtime: Any, validation: Datase
     except (ModelLoadError, ValueError) as exc:
         entry.status, entry.message = "failed", f"the daemon's loader rejects it: {exc}"
         return
-    scores = score(run_.outputs, reference, validation.labels, classification)
+    try:
+        scores = score(run_.outputs, reference, validation.labels, classification)
+    except ValueError as exc:
+        entry.status, entry.message = "failed", f"outputs do not match the source model: {exc}"
+        return
     entry.size_bytes = candidate.stat().st_size
     entry.accuracy, entry.agreement = scores.accuracy, scores.agreement
     entry.max_abs_diff, entry.mean_abs_diff = scores.max_abs_diff, scores.mean_abs_diff

@@ -70,8 +70,34 @@ def top1(outputs: list[np.ndarray]) -> np.ndarray | None:
     return first.argmax(axis=1) if first.shape[1] > 1 else None
 
 
+def pair_outputs(outputs: list[np.ndarray], reference: list[np.ndarray]) -> list[np.ndarray]:
+    """The source model's outputs in the .tflite file's output order.
+
+    The converter may order several outputs differently from the source model; outputs are
+    matched by per-sample shape, keeping the source order among outputs of equal shape.
+    ValueError when they cannot be matched.
+    """
+    if len(outputs) != len(reference):
+        raise ValueError(f"the .tflite file has {len(outputs)} outputs, the source model "
+                         f"{len(reference)}")
+    left = list(range(len(reference)))
+    paired = []
+    for out in outputs:
+        match = next((i for i in left if reference[i].shape[1:] == out.shape[1:]), None)
+        if match is None:
+            match = next((i for i in left if reference[i][0].size == out[0].size), None)
+        if match is None:
+            raise ValueError(
+                f"no source output matches the .tflite output of shape {list(out.shape[1:])} "
+                f"(source outputs: {[list(r.shape[1:]) for r in reference]})")
+        left.remove(match)
+        paired.append(reference[match])
+    return paired
+
+
 def score(outputs: list[np.ndarray], reference: list[np.ndarray],
           labels: np.ndarray | None, classification: bool) -> Scores:
+    reference = pair_outputs(outputs, reference)
     diffs = [np.abs(o.reshape(len(o), -1) - r.reshape(len(r), -1))
              for o, r in zip(outputs, reference)]
     max_diff = float(max(d.max() for d in diffs)) if diffs else 0.0

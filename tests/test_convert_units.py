@@ -17,6 +17,7 @@ from converters.plot import plot_report
 from converters.progress import Progress
 from converters.report import ModeReport, Report
 from converters.runtime_check import RuntimeCheck, Target, check, targets
+from converters.verify import pair_outputs, score
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TensorSpec, TfliteModel
 from edge_runtime.preprocessing import PreprocessSpec
@@ -217,3 +218,18 @@ def test_plot_draws_a_png(tmp_path):
     pytest.importorskip("matplotlib")
     assert plot_report(sample_report(), tmp_path / "p.png") is True
     assert (tmp_path / "p.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_outputs_are_paired_by_shape_and_scored():
+    boxes, scores = np.ones((4, 10, 4), np.float32), np.eye(4, 3, dtype=np.float32)
+    assert pair_outputs([scores, boxes], [boxes, scores])[0] is scores
+    with pytest.raises(ValueError, match="no source output matches"):
+        pair_outputs([np.ones((4, 7))], [scores])
+    with pytest.raises(ValueError, match="has 1 outputs, the source model 2"):
+        pair_outputs([scores], [boxes, scores])
+    shifted = scores + 0.25
+    shifted[3] = [0.0, 0.0, 1.0]  # sample 3: argmax 0 -> 2
+    result = score([shifted], [scores], np.array([0, 1, 2, 0]), classification=True)
+    assert result.agreement == 0.75 and result.accuracy == 0.75
+    assert result.max_abs_diff == pytest.approx(1.0)
+    assert score([shifted], [scores], None, classification=False).agreement is None
