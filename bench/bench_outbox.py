@@ -10,7 +10,8 @@ on a shared machine.
 
 Figures:
   steady   results/s from the first publish_result() to the last PUBACK, broker connected: one
-           producer thread as fast as it can (the ceiling; a real pipeline is slower)
+           producer thread as fast as it can (the ceiling; a real pipeline is slower), and three
+           (three pipelines: their commits are grouped, one fsync for several results)
   drain    results/s emptying a backlog committed while the broker was down, from the reconnect
            to the last PUBACK, per in-flight window
 """
@@ -28,6 +29,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -100,15 +102,26 @@ VARIANTS: dict[str, OutboxFactory] = {
 }
 
 
-def steady(broker: Broker, make: OutboxFactory, workdir: Path, count: int, window: int) -> float:
+def steady(broker: Broker, make: OutboxFactory, workdir: Path, count: int, window: int,
+           producers: int = 1) -> float:
+    """`producers` threads (one pipeline each) publish count/producers results each."""
     publisher = MqttPublisher(app_config(broker.port, window), outbox=make(workdir))
     publisher.start()
     try:
         if not publisher.wait_connected(10):
             raise RuntimeError("no connection")
+
+        def produce(pipeline: str) -> None:
+            for i in range(count // producers):
+                publisher.publish_result(pipeline, body(i))
+
+        threads = [threading.Thread(target=produce, args=(f"p{k}",)) for k in range(producers)]
         start = time.perf_counter()
-        for i in range(count):
-            publisher.publish_result("p", body(i))
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        count = count // producers * producers
         if not publisher.flush(120):
             raise RuntimeError("not acknowledged in time")
         return count / (time.perf_counter() - start)
@@ -160,6 +173,12 @@ def main() -> int:
                     workdir.mkdir()
                     rate = steady(broker, make, workdir, args.results, steady_window)
                     figures.setdefault(f"steady | {name}", []).append(rate)
+                for name in ("memory (no outbox)", "sqlite sync=full"):
+                    workdir = root / f"run{next(run_ids)}"
+                    workdir.mkdir()
+                    rate = steady(broker, VARIANTS[name], workdir, args.results, steady_window,
+                                  producers=3)
+                    figures.setdefault(f"steady 3 pipelines | {name}", []).append(rate)
                 for window in args.window:
                     for name in ("memory (no outbox)", "sqlite sync=full"):
                         workdir = root / f"run{next(run_ids)}"
@@ -179,6 +198,13 @@ def main() -> int:
     print("\nratios")
     for name in VARIANTS:
         print(f"  steady {name:<28} / steady memory   {median[f'steady | {name}'] / base:6.2f}")
+    three = {n: median[f"steady 3 pipelines | {n}"] for n in ("memory (no outbox)",
+                                                             "sqlite sync=full")}
+    print(f"  steady 3 pipelines sqlite full / memory        "
+          f"{three['sqlite sync=full'] / three['memory (no outbox)']:6.2f}")
+    print(f"  steady sqlite full 3 pipelines / 1 pipeline    "
+          f"{three['sqlite sync=full'] / median['steady | sqlite sync=full']:6.2f}"
+          "   (group commit: >1 when pipelines share fsyncs)")
     for window in args.window:
         full = median[f"drain window={window} | sqlite sync=full"]
         mem = median[f"drain window={window} | memory (no outbox)"]

@@ -232,3 +232,40 @@ def test_disk_full_drops_are_counted_and_writing_resumes(tmp_path, caplog):
     outbox.close()
     again = open_outbox(path, 10**6, 10**9)  # the drops counted while full survive a restart
     assert again.snapshot().pipelines["a"].dropped == 60 - len(stored)
+
+
+def test_concurrent_pipelines_share_commits_and_keep_their_own_seq(tmp_path):
+    """Four pipelines append at once (group commit): every result stored, each seq gap-free."""
+    import threading
+
+    outbox = open_outbox(tmp_path / "o.sqlite", 10**6, 10**9)
+    returned: dict[str, list[int]] = {}
+
+    def produce(name: str) -> None:
+        returned[name] = fill(outbox, name, 150)
+
+    threads = [threading.Thread(target=produce, args=(f"p{i}",)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    outbox.close()
+    reopened = open_outbox(tmp_path / "o.sqlite", 10**6, 10**9)
+    for i in range(4):
+        assert returned[f"p{i}"] == list(range(150))
+        assert seqs(reopened, f"p{i}") == list(range(150))
+        assert [json.loads(m.payload)["seq"] for m in reopened.pending(0, 10**6)
+                if m.pipeline == f"p{i}"] == list(range(150))
+
+
+def test_a_result_that_cannot_be_encoded_fails_alone(tmp_path):
+    outbox = open_outbox(tmp_path / "o.sqlite", 100, 10**9)
+    fill(outbox, "a", 1)
+
+    def broken(seq: int) -> bytes:
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    with pytest.raises(ValueError, match="JSON compliant"):
+        outbox.append("a", "t/a", 1, broken)
+    assert fill(outbox, "a", 1) == [1]  # no seq was consumed by the failed one
+    assert seqs(outbox) == [0, 1]

@@ -94,6 +94,19 @@ class OutboxSnapshot:
     pipelines: dict[str, PipelineCounts]
 
 
+@dataclass
+class _Pending:
+    """A result waiting for the next group commit."""
+
+    pipeline: str
+    topic: str
+    qos: int
+    encode: Encoder
+    seq: int = -1
+    done: bool = False
+    error: Exception | None = None
+
+
 class Outbox:
     """Bookkeeping shared by both backends: seq, depth, bytes and drop counters under one lock."""
 
@@ -262,6 +275,9 @@ class SqliteOutbox(Outbox):
             self._db.close()
             raise exc if isinstance(exc, OutboxError) else OutboxError(str(exc)) from exc
         self._read_lock = threading.Lock()
+        self._queue_cond = threading.Condition()  # group commit: results waiting, and who commits
+        self._queue: list[_Pending] = []
+        self._committing = False
 
     def _prepare(self, sync: SyncMode) -> None:
         db = self._db
@@ -289,51 +305,103 @@ class SqliteOutbox(Outbox):
             self._bytes += int(size)
 
     def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
+        """Store one result; returns once the transaction holding it is committed.
+
+        Group commit: results that arrive while a commit (and its fsync) is under way, from other
+        pipelines, wait and go into the next transaction together, one fsync for all of them.
+        """
+        item = _Pending(pipeline, topic, qos, encode)
+        with self._queue_cond:
+            self._queue.append(item)
+            while self._committing and not item.done:
+                self._queue_cond.wait()
+            if not item.done:
+                self._committing = True  # this caller commits everything queued so far
+                batch, self._queue = self._queue, []
+            else:
+                batch = []
+        if batch:
+            try:
+                dropped = self._commit(batch)
+            finally:
+                with self._queue_cond:
+                    for queued in batch:
+                        queued.done = True
+                    self._committing = False
+                    self._queue_cond.notify_all()
+            self._log_drops(dropped)
+        if item.error is not None:
+            raise item.error
+        return item.seq
+
+    def _commit(self, batch: list[_Pending]) -> dict[str, list[int]]:
+        """One transaction for the batch: seq, rows, eviction beyond the bounds, counters."""
         with self._lock:
-            counts = self._counts_for(pipeline)
-            seq = counts.next_seq
-            payload = encode(seq)
-            size = len(payload) + len(topic)
-            dropped: dict[str, list[int]] = {}
             db = self._db
+            next_seq: dict[str, int] = {}
+            stored: list[tuple[_Pending, int]] = []
+            dropped: dict[str, list[int]] = {}
             try:
                 db.execute("BEGIN IMMEDIATE")
-                db.execute(
-                    "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
-                    "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (pipeline, seq, topic, qos, payload, size, time.time()))
-                depth, total = self._depth + 1, self._bytes + size
+                created = time.time()
+                for item in batch:
+                    seq = next_seq.get(item.pipeline, self._counts_for(item.pipeline).next_seq)
+                    try:
+                        payload = item.encode(seq)
+                    except Exception as exc:  # noqa: BLE001 - the caller's problem, not the batch's
+                        item.error = exc
+                        continue
+                    item.seq = seq
+                    next_seq[item.pipeline] = seq + 1
+                    size = len(payload) + len(item.topic)
+                    db.execute(
+                        "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (item.pipeline, seq, item.topic, item.qos, payload, size, created))
+                    stored.append((item, size))
+                depth = self._depth + len(stored)
+                total = self._bytes + sum(size for _, size in stored)
                 if depth > self.max_messages or total > self.max_bytes:
                     dropped = self._evict(depth, total)
                 # Absolute values from memory (loaded at open): they also carry drops counted
                 # while the disk refused writes.
                 totals = {name: self._counts_for(name).dropped + len(seqs)
                           for name, seqs in dropped.items()}
-                totals.setdefault(pipeline, counts.dropped)
+                for name in next_seq:
+                    totals.setdefault(name, self._counts_for(name).dropped)
                 db.executemany(
                     "INSERT INTO pipelines (name, next_seq, dropped) VALUES (?, ?, ?) "
                     "ON CONFLICT(name) DO UPDATE SET next_seq = excluded.next_seq, "
                     "dropped = excluded.dropped",
-                    [(name, seq + 1 if name == pipeline else self._counts_for(name).next_seq, value)
+                    [(name, next_seq.get(name, self._counts_for(name).next_seq), value)
                      for name, value in totals.items()])
                 db.execute("COMMIT")
             except sqlite3.Error as exc:
                 self._rollback()
-                # Disk full or I/O error: this result is lost. Count it and keep the seq consumed,
-                # so consumers see the gap where the dropped counter says there is one.
-                counts.next_seq = seq + 1
-                counts.dropped += 1
-                self._warn.warning("write", "outbox %s: cannot store result %s/%d (%s); dropped",
-                                   self.path, pipeline, seq, exc)
-                return seq
-            counts.next_seq = seq + 1
-            counts.depth += 1
-            self._depth += 1
-            self._bytes += size
+                # Disk full or I/O error: these results are lost. Count them and keep their seq
+                # consumed, so consumers see gaps exactly where the dropped counter says.
+                for item in batch:
+                    if item.error is not None:
+                        continue  # its encoding failed: the caller gets that error instead
+                    counts = self._counts_for(item.pipeline)
+                    if item.seq < 0:  # not reached before the failure
+                        item.seq = next_seq.get(item.pipeline, counts.next_seq)
+                        next_seq[item.pipeline] = item.seq + 1
+                    counts.dropped += 1
+                    self._warn.warning("write", "outbox %s: cannot store result %s/%d (%s); "
+                                       "dropped", self.path, item.pipeline, item.seq, exc)
+                for name, seq in next_seq.items():
+                    self._counts_for(name).next_seq = seq
+                return {}
+            for name, seq in next_seq.items():
+                self._counts_for(name).next_seq = seq
+            for item, size in stored:
+                self._counts_for(item.pipeline).depth += 1
+                self._depth += 1
+                self._bytes += size
             for name, seqs in dropped.items():
                 self._counts_for(name).dropped += len(seqs)
-        self._log_drops(dropped)
-        return seq
+        return dropped
 
     def _evict(self, depth: int, total: int) -> dict[str, list[int]]:
         """Inside the append transaction: delete the oldest rows until within bounds."""
