@@ -326,6 +326,8 @@ class SqliteOutbox(Outbox):
             finally:
                 with self._queue_cond:
                     for queued in batch:
+                        if queued.seq < 0 and queued.error is None:  # _commit itself failed
+                            queued.error = OutboxError("the commit holding this result failed")
                         queued.done = True
                     self._committing = False
                     self._queue_cond.notify_all()
