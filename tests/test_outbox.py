@@ -269,3 +269,19 @@ def test_a_result_that_cannot_be_encoded_fails_alone(tmp_path):
         outbox.append("a", "t/a", 1, broken)
     assert fill(outbox, "a", 1) == [1]  # no seq was consumed by the failed one
     assert seqs(outbox) == [0, 1]
+
+
+@pytest.mark.parametrize("key,value,message", [
+    ("outbox_sync", "fast", "must be one of 'full', 'normal'"),
+    ("outbox_max_messages", 0, "must be >= 1"),
+    ("max_inflight", 0, "must be >= 1"),
+    ("stats_interval", 0.1, "must be >= 1.0"),
+])
+def test_outbox_settings_are_checked_with_the_key_named(tmp_path, key, value, message):
+    from conftest import digits_pipeline, write_config
+    from edge_runtime.config.loader import load_config
+    from edge_runtime.config.typed import ConfigError
+
+    config = write_config(tmp_path / "c.toml", None, [digits_pipeline()], mqtt_extra={key: value})
+    with pytest.raises(ConfigError, match=f"mqtt.{key}: {message}"):
+        load_config(config)
