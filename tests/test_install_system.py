@@ -176,7 +176,7 @@ def test_install_creates_user_and_runs_the_real_unit(installed: Device) -> None:
     assert outbox.stat().st_uid == installed.path("/var/lib/edge-runtime").stat().st_uid != 0
 
 
-def _update(device: Device, model: Path) -> subprocess.CompletedProcess[str]:
+def _playbook(device: Device, name: str, *args: str) -> subprocess.CompletedProcess[str]:
     playbook = _ansible_tool("ansible-playbook")
     if playbook is None:
         pytest.skip("ansible-core not installed (deploy/dev-setup.sh)")
@@ -193,8 +193,30 @@ def _update(device: Device, model: Path) -> subprocess.CompletedProcess[str]:
     }}}}}}))
     return device.run(
         "env", f"ANSIBLE_CONFIG={REPO / 'deploy/ansible/ansible.cfg'}", "ANSIBLE_NOCOLOR=1",
-        playbook, "-i", str(inventory), str(REPO / "deploy/ansible/update-model.yml"),
-        "-e", f"model_src={model}", "-e", f"model_dest={MODEL}", timeout=600)
+        playbook, "-i", str(inventory), str(REPO / "deploy/ansible" / name), *args, timeout=600)
+
+
+def _update(device: Device, model: Path) -> subprocess.CompletedProcess[str]:
+    return _playbook(device, "update-model.yml", "-e", f"model_src={model}", "-e", f"model_dest={MODEL}")
+
+
+def _host_has_packages(*names: str) -> bool:
+    # The overlays cover /etc, /opt and /var, not /usr: apt must have nothing to install.
+    return subprocess.run(["dpkg", "-s", *names], capture_output=True).returncode == 0
+
+
+def test_site_playbook_converges_on_an_installed_device_and_is_idempotent(installed: Device) -> None:
+    if not _host_has_packages("python3-venv", "mosquitto-clients"):
+        pytest.skip("the role would apt-get install into the host's /usr")
+    first = _playbook(installed, "site.yml")
+    assert first.returncode == 0, first.stdout[-6000:]
+    assert "Verify edge-runtime" in first.stdout  # the config changed: restarted and verified
+    config = installed.path("/etc/edge-runtime/config.toml").read_text()
+    assert "Ansible managed" in config and 'id = "sandbox"' in config
+    assert installed.online()
+    second = _playbook(installed, "site.yml")
+    assert second.returncode == 0, second.stdout[-6000:]
+    assert " changed=0 " in second.stdout, second.stdout[-6000:]
 
 
 def _sha(path: Path) -> str:
