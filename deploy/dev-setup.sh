@@ -20,10 +20,12 @@ have mosquitto_sub || apt_packages+=(mosquitto-clients)
 python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 if [[ ",$extras," == *,test,* ]]; then
     # Deployment tests: shellcheck (install.sh), systemd-analyze and systemd itself (the unit gate
-    # and the sandbox test), python3-apt (Ansible's apt module in the dry run).
+    # and the sandbox tests), python3-apt (Ansible's apt module).
     have shellcheck || apt_packages+=(shellcheck)
     { have systemd-analyze && [ -x /lib/systemd/systemd ]; } || apt_packages+=(systemd)
     /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || apt_packages+=(python3-apt)
+    # tests/test_install_system.py builds the service's venv from Debian's Python, as on a Pi.
+    /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3-venv)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "dev-setup: installing Debian packages: ${apt_packages[*]}" >&2
