@@ -193,6 +193,7 @@ def daemon_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
     env.pop("NOTIFY_SOCKET", None)
+    env.pop("STATE_DIRECTORY", None)  # each test daemon keeps its outbox next to its own config
     env.update(extra)
     return env
 
