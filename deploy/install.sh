@@ -20,6 +20,8 @@
 # pip honours its usual configuration (PIP_* variables, /etc/pip.conf, ~/.config/pip/pip.conf),
 # so an index mirror or a CA bundle set there is used; this script names no index itself.
 set -euo pipefail
+# useradd, runuser and friends live in sbin, which `sudo` or `env -i` may leave out of PATH.
+export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 umask 022
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -51,6 +53,10 @@ while [ $# -gt 0 ]; do
     esac
 done
 
+case "$runtime" in
+    auto|ai-edge-litert|tflite-runtime) ;;
+    *) die "--runtime must be auto, ai-edge-litert or tflite-runtime (got '$runtime')" ;;
+esac
 if [ -n "$device_id" ] && ! [[ "$device_id" =~ ^[A-Za-z0-9._-]+$ ]]; then
     die "--device-id may only contain letters, digits, '.', '_' and '-' (it is part of MQTT topics)"
 fi

@@ -10,6 +10,8 @@
 # programs may use the broker (apt-get remove mosquitto mosquitto-clients if nothing does).
 # --root DIR works on an install made with install.sh --root DIR (no systemctl, no userdel).
 set -euo pipefail
+# useradd, runuser and friends live in sbin, which `sudo` or `env -i` may leave out of PATH.
+export PATH="${PATH:-/usr/bin:/bin}:/usr/local/sbin:/usr/sbin:/sbin"
 
 root=""
 purge=0
