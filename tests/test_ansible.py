@@ -21,7 +21,8 @@ ROLE = ANSIBLE_DIR / "roles" / "edge_runtime"
 def _ansible_tool(name: str) -> str | None:
     """ansible-core lives in its own virtualenv (deploy/dev-setup.sh makes .venv-ansible)."""
     candidates = [
-        os.environ.get("EDGE_RUNTIME_ANSIBLE_BIN", "") and Path(os.environ["EDGE_RUNTIME_ANSIBLE_BIN"]) / name,
+        Path(os.environ["EDGE_RUNTIME_ANSIBLE_BIN"]) / name if "EDGE_RUNTIME_ANSIBLE_BIN" in os.environ
+        else None,
         Path(sys.executable).parent / name,
         REPO / ".venv-ansible" / "bin" / name,
     ]

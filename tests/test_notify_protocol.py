@@ -133,14 +133,16 @@ def test_status_callback_failure_does_not_stop_pings(notify_socket: tuple[str, s
     def broken() -> str:
         raise KeyError("bug")
 
-    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), WatchdogSettings(1.0, 5.0, True), broken)
+    settings = WatchdogSettings(1.0, 5.0, True)
+    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), settings, broken)
     thread.check_once()
     assert _fields(sock) == ["WATCHDOG=1", "STATUS=running"]
 
 
 def test_without_watchdog_only_status_is_sent(notify_socket: tuple[str, socket.socket]) -> None:
     path, sock = notify_socket
-    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), WatchdogSettings(1.0, 5.0, False), lambda: "ok")
+    settings = WatchdogSettings(1.0, 5.0, False)
+    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), settings, lambda: "ok")
     thread.check_once()
     assert _fields(sock) == ["STATUS=ok"]
 
@@ -148,7 +150,8 @@ def test_without_watchdog_only_status_is_sent(notify_socket: tuple[str, socket.s
 def test_thread_is_named_pings_at_start_and_stops(notify_socket: tuple[str, socket.socket]) -> None:
     path, sock = notify_socket
     # A long interval: the only ping is the immediate one, so nothing here depends on timing.
-    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), WatchdogSettings(3600, 7200, True), lambda: "ok")
+    settings = WatchdogSettings(3600, 7200, True)
+    thread = WatchdogThread(SystemdNotifier(path), Heartbeats(), settings, lambda: "ok")
     thread.start()
     assert _fields(sock) == ["WATCHDOG=1", "STATUS=ok"]
     assert thread.name == "systemd-watchdog"

@@ -19,10 +19,6 @@ logger = logging.getLogger(__name__)
 STALL_INFERENCE_ENV = "EDGE_RUNTIME_TEST_STALL_INFERENCE"
 
 
-class _Invokable(Protocol):
-    invoke: Callable[[], None]
-
-
 class _Part(Protocol):
     config: Any
     model: Any
