@@ -57,6 +57,10 @@ def _skip_reason() -> str | None:
         return "needs root on Linux to boot systemd in a namespace"
     if not SYSTEMD.exists() or shutil.which("unshare") is None or shutil.which("nsenter") is None:
         return "needs systemd, unshare and nsenter (apt-get install systemd util-linux)"
+    probe = subprocess.run(["unshare", "--pid", "--fork", "--mount", "--mount-proc", "true"],
+                           capture_output=True, text=True)
+    if probe.returncode != 0:  # e.g. a container without CAP_SYS_ADMIN
+        return f"cannot create PID and mount namespaces here: {probe.stderr.strip()}"
     return None
 
 
