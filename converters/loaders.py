@@ -83,7 +83,7 @@ def _load_keras(path: Path) -> SourceModel:
     def run_batch(x: np.ndarray) -> list[np.ndarray]:
         out = model(x, training=False)
         outs = out if isinstance(out, (list, tuple)) else [out]
-        return [np.asarray(o, dtype=np.float32) for o in outs]
+        return [_to_numpy(o) for o in outs]
 
     def make_converter(scratch: Path) -> Any:
         # A batch-1 signature gives every tensor a static shape: the device runs one frame at a
@@ -130,7 +130,7 @@ def _load_saved_model(path: Path) -> SourceModel:
         return [result[k] for k in output_names]
 
     def run_batch(x: np.ndarray) -> list[np.ndarray]:
-        return [np.asarray(o, dtype=np.float32) for o in call(tf.constant(x))]
+        return [_to_numpy(o) for o in call(tf.constant(x))]
 
     def make_converter(scratch: Path) -> Any:
         # The converter's own SavedModel path; a batch dimension of None becomes 1 in TFLite.
@@ -180,6 +180,11 @@ def source_sha256(path: Path) -> str:
             for block in iter(lambda: handle.read(1 << 20), b""):
                 digest.update(block)
     return digest.hexdigest()
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    # .numpy() first: np.asarray on a TF tensor goes through a deprecated __array__ path.
+    return np.asarray(value.numpy() if hasattr(value, "numpy") else value, dtype=np.float32)
 
 
 def _first_line(exc: BaseException) -> str:
