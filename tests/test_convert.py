@@ -261,6 +261,16 @@ def test_crash_through_the_cli_exits_1_and_writes_nothing(fx, tmp_path):
     assert not output.exists()
 
 
+def test_a_worker_that_cannot_load_the_model_says_why(tmp_path):
+    # The parent loads the model first, so this only happens if the file changes in between:
+    # provoke it by giving the worker a file that is not a Keras model.
+    fake = tmp_path / "fake.keras"
+    fake.write_text("not a zip archive")
+    with pytest.raises(ConvertError, match="fake.keras: cannot load as a Keras model"):
+        convert_all("keras", fake, [ConversionJob("none", "float32")], None, tmp_path,
+                    Progress(False), 600)
+
+
 def test_a_worker_without_progress_is_stopped(fx, tmp_path):
     # Importing TensorFlow alone takes seconds, so a 1 s budget runs out for real.
     jobs = [ConversionJob("none", "float32")]
