@@ -105,8 +105,10 @@ def test_the_daemon_runs_on_cpu_when_the_delegate_is_missing(tmp_path: Path, mos
     config = write_config(tmp_path / "c.toml", mosquitto, [{
         "name": "tpu", "source": {"type": "images", "path": str(DIGITS_SAMPLES)},
         "model": {"path": str(DIGITS_INT8), "threads": 1, "delegate": "edgetpu"}}])
-    sub = subscribe("edge/test-pi/tpu/result")
+    sub = subscribe("edge/test-pi/tpu/result", "edge/test-pi/stats")
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
     assert len(sub.on("edge/test-pi/tpu/result")) == 20
     assert "delegate edgetpu unavailable, running digits_int8.tflite on the CPU" in daemon.log
+    stats = sub.json_on("edge/test-pi/stats")
+    assert stats and stats[-1]["pipelines"]["tpu"]["delegate"] == "cpu (edgetpu unavailable)"

@@ -66,6 +66,7 @@ class StatsReporter:
                 "frames_dropped": int(runner.dropped),  # live frames replaced by newer ones
                 "gated": int(getattr(stats, "skipped", 0)),  # kept from the model by the gate
                 "suppressed": int(getattr(stats, "suppressed", 0)),  # held back by publish policy
+                "delegate": str(getattr(stats, "delegate", "cpu")),  # "cpu (edgetpu unavailable)"
                 "bad_inputs": int(runner.input_errors()),
                 "failures": int(stats.failures),
             }
