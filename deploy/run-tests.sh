@@ -4,7 +4,7 @@
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-EDGE_RUNTIME_EXTRAS=${EDGE_RUNTIME_EXTRAS-test,convert} bash "$repo/deploy/dev-setup.sh"
+EDGE_RUNTIME_EXTRAS=${EDGE_RUNTIME_EXTRAS-test,convert,plot} bash "$repo/deploy/dev-setup.sh"
 
 # tflite-runtime 2.14 only exists for Python 3.11 and needs numpy<2, so it lives in a venv of its
 # own; the tests run the daemon (and the converter's runtime check) in it to prove both runtimes.
