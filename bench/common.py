@@ -18,7 +18,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import paho.mqtt.client as mqtt
@@ -193,8 +193,3 @@ def invoke_rate(model_path: Path, threads: int, seconds: float = 3.0) -> tuple[f
 
 def cpu_summary() -> str:
     return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
-
-
-def chunks(items: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
