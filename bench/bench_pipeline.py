@@ -129,6 +129,7 @@ def main() -> int:
     bc = statistics.median(b / c for b, c in zip(rates["b"], rates["c"]))
     print(f"median of {args.rounds} rounds: b/a = {ba:.3f} (target >= 0.95)   "
           f"b/c = {bc:.3f} (target >= 1.3)")
+    print(f"at the end: {cpu_summary()}")
     print(f"interpreter busy (share of wall time spent in invoke, same run, so robust to a shared "
           f"machine): daemon {statistics.median(busy['b']):.1%}, naive loop "
           f"{statistics.median(busy['c']):.1%}")

@@ -192,4 +192,6 @@ def invoke_rate(model_path: Path, threads: int, seconds: float = 3.0) -> tuple[f
 
 
 def cpu_summary() -> str:
-    return f"{os.cpu_count()} CPUs, Python {sys.version.split()[0]}"
+    """CPUs and load: on a shared machine the load average says how much to trust single rates."""
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"{os.cpu_count()} CPUs, load average {load}, Python {sys.version.split()[0]}"
