@@ -87,6 +87,8 @@ main() {
 
     step "summary (total $((SECONDS - t0))s)"
     printf '  %s\n' "${RESULTS[@]}" >&2
+    # The one line on stdout, in the form CI logs are read for.
+    echo "arm64: $((${#runtimes[@]} - ${#failed[@]})) passed, ${#failed[@]} failed"
     ((${#failed[@]} == 0)) || die "failed runtimes: ${failed[*]}"
 }
 
