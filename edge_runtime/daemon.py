@@ -63,7 +63,12 @@ class Daemon:
             while not stop.wait(0.5):
                 main_beat.beat()
                 if all(runner.finished for runner in self.runners):
-                    logger.info("every source is finished")
+                    logger.info("every source is finished; delivering what is queued")
+                    # A finite run ends once the broker has every result, or on a signal; what
+                    # is still undelivered then stays in the outbox for the next start.
+                    while (not self.publisher.flush(0.5) and not stop.is_set()
+                           and self.publisher.running):
+                        main_beat.beat()
                     break
         finally:
             self.shutdown()

@@ -162,6 +162,11 @@ class MqttPublisher:
     def wait_connected(self, timeout: float) -> bool:
         return self._connected.wait(timeout)
 
+    @property
+    def running(self) -> bool:
+        """The network thread is alive (it only ends on stop())."""
+        return self._thread.is_alive()
+
     def flush(self, timeout: float) -> bool:
         """Wait until the broker has acknowledged every result committed so far (or the timeout)."""
         deadline = time.monotonic() + timeout
