@@ -87,6 +87,7 @@ class PreprocessConfig:
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     layout: Literal["nhwc", "nchw"] | None = None
+    interpolation: Literal["linear", "area", "nearest"] | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

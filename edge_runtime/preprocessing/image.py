@@ -34,8 +34,15 @@ def image_input_size(spec: PreprocessSpec, tensor: TensorSpec) -> tuple[int, int
     return height, width, channels
 
 
+_INTERPOLATION = {"linear": cv2.INTER_LINEAR, "area": cv2.INTER_AREA, "nearest": cv2.INTER_NEAREST}
+_FROM_BGR = {"rgb": cv2.COLOR_BGR2RGB, "gray": cv2.COLOR_BGR2GRAY}
+
+
 class ImagePreprocessor:
-    """Color conversion, resize and normalization into a reused buffer; one per pipeline."""
+    """Resize, color conversion and normalization into reused buffers; one per pipeline.
+
+    Resizing comes first, so color conversion and normalization touch only the model's pixels.
+    """
 
     def __init__(self, spec: PreprocessSpec, tensor: TensorSpec) -> None:
         self.spec = spec
@@ -43,17 +50,24 @@ class ImagePreprocessor:
         self.height, self.width, self.channels = image_input_size(spec, tensor)
         self._gain, self._offset = affine_to_input(spec, tensor, self.channels)
         self._identity = bool(np.all(self._gain == 1.0) and np.all(self._offset == 0.0))
-        self._resized = np.zeros((self.height, self.width, self.channels), np.uint8)
+        self._interpolation = _INTERPOLATION[spec.interpolation]
+        self._bgr = np.zeros((self.height, self.width, 3), np.uint8)
+        # The model's pixels: the BGR buffer itself for bgr models, else a converted copy.
+        self._pixels = (self._bgr if spec.color == "bgr"
+                        else np.zeros((self.height, self.width, self.channels), np.uint8))
         self._values = np.zeros((self.height, self.width, self.channels), np.float32)
 
     def __call__(self, frame: np.ndarray, out: np.ndarray) -> Geometry:
         """Write the model input for `frame` into `out` (the input tensor or an array like it)."""
-        image = self._convert_color(frame)
-        geometry = self._resize_into(image)
+        geometry = self._resize_into(self._as_bgr(frame))
+        if self.spec.color != "bgr":
+            cv2.cvtColor(self._bgr, _FROM_BGR[self.spec.color],
+                         dst=self._pixels.reshape(self._pixels.shape[:2] if self.channels == 1
+                                                  else self._pixels.shape))
         if self._identity and out.dtype == np.uint8 and self.spec.layout == "nhwc":
-            np.copyto(out.reshape(self._resized.shape), self._resized)
+            np.copyto(out.reshape(self._pixels.shape), self._pixels)
             return geometry
-        np.multiply(self._resized, self._gain, out=self._values)
+        np.multiply(self._pixels, self._gain, out=self._values)
         np.add(self._values, self._offset, out=self._values)
         values = self._values
         if self.spec.layout == "nchw":
@@ -61,31 +75,27 @@ class ImagePreprocessor:
         store(values, out)
         return geometry
 
-    def _convert_color(self, frame: np.ndarray) -> np.ndarray:
+    @staticmethod
+    def _as_bgr(frame: np.ndarray) -> np.ndarray:
         if frame.dtype != np.uint8 or frame.ndim not in (2, 3) or 0 in frame.shape:
             raise PreprocessError(
                 f"expected an 8-bit image, got an array of shape {list(frame.shape)} and "
                 f"dtype {frame.dtype}"
             )
         if frame.ndim == 2:
-            frame = cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
-        elif frame.shape[2] == 4:
-            frame = cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
-        elif frame.shape[2] != 3:
+            return cv2.cvtColor(frame, cv2.COLOR_GRAY2BGR)
+        if frame.shape[2] == 4:
+            return cv2.cvtColor(frame, cv2.COLOR_BGRA2BGR)
+        if frame.shape[2] != 3:
             raise PreprocessError(f"expected 1, 3 or 4 channels, got {frame.shape[2]}")
-        if self.spec.color == "rgb":
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        if self.spec.color == "gray":
-            return cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
         return frame
 
     def _resize_into(self, image: np.ndarray) -> Geometry:
         src_h, src_w = image.shape[:2]
-        dst = self._resized if self.channels == 3 else self._resized[:, :, 0]
+        dst = self._bgr
         mode = self.spec.resize
         if mode == "stretch":
-            cv2.resize(image, (self.width, self.height), dst=dst, interpolation=cv2.INTER_AREA
-                       if src_w > self.width else cv2.INTER_LINEAR)
+            cv2.resize(image, (self.width, self.height), dst=dst, interpolation=self._interpolation)
             return Geometry(src_w, src_h, self.width, self.height,
                             src_w / self.width, src_h / self.height)
         if mode == "letterbox":
@@ -94,9 +104,8 @@ class ImagePreprocessor:
             new_h = max(1, min(self.height, round(src_h * scale)))
             pad_x, pad_y = (self.width - new_w) // 2, (self.height - new_h) // 2
             dst[...] = 0
-            region = dst[pad_y : pad_y + new_h, pad_x : pad_x + new_w]
-            region[...] = cv2.resize(image, (new_w, new_h), interpolation=cv2.INTER_AREA
-                                     if scale < 1 else cv2.INTER_LINEAR)
+            cv2.resize(image, (new_w, new_h), dst=dst[pad_y : pad_y + new_h, pad_x : pad_x + new_w],
+                       interpolation=self._interpolation)
             sx, sy = src_w / new_w, src_h / new_h
             return Geometry(src_w, src_h, self.width, self.height, sx, sy, -pad_x * sx, -pad_y * sy)
         # center-crop: the largest centered region with the model's aspect ratio
@@ -105,7 +114,6 @@ class ImagePreprocessor:
         crop_h = min(src_h, max(1, round(self.height / scale)))
         x0, y0 = (src_w - crop_w) // 2, (src_h - crop_h) // 2
         crop = image[y0 : y0 + crop_h, x0 : x0 + crop_w]
-        cv2.resize(crop, (self.width, self.height), dst=dst, interpolation=cv2.INTER_AREA
-                   if crop_w > self.width else cv2.INTER_LINEAR)
+        cv2.resize(crop, (self.width, self.height), dst=dst, interpolation=self._interpolation)
         return Geometry(src_w, src_h, self.width, self.height,
                         crop_w / self.width, crop_h / self.height, x0, y0)

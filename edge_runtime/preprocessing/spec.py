@@ -12,6 +12,7 @@ from edge_runtime.model.tflite_model import TensorSpec
 COLORS = ("rgb", "bgr", "gray")
 RESIZE_MODES = ("stretch", "letterbox", "center-crop")
 LAYOUTS = ("nhwc", "nchw")
+INTERPOLATIONS = ("linear", "area", "nearest")
 
 
 class PreprocessError(ValueError):
@@ -30,6 +31,8 @@ class PreprocessSpec:
     mean: tuple[float, ...] = (0.0,)
     std: tuple[float, ...] = (1.0,)
     layout: str = "nhwc"
+    # linear: what most training pipelines use, and fast; area: smoother for big downscales.
+    interpolation: str = "linear"
 
     def __post_init__(self) -> None:
         if self.color not in COLORS:
@@ -40,6 +43,10 @@ class PreprocessSpec:
             )
         if self.layout not in LAYOUTS:
             raise PreprocessError(f"layout must be one of {', '.join(LAYOUTS)}, not {self.layout!r}")
+        if self.interpolation not in INTERPOLATIONS:
+            raise PreprocessError(
+                f"interpolation must be one of {', '.join(INTERPOLATIONS)}, not {self.interpolation!r}"
+            )
         if not self.mean or not self.std:
             raise PreprocessError("mean and std need at least one value")
         if any(s == 0 for s in self.std):
@@ -64,6 +71,7 @@ class PreprocessSpec:
             "mean": list(self.mean),
             "std": list(self.std),
             "layout": self.layout,
+            "interpolation": self.interpolation,
         }
 
 
