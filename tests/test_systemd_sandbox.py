@@ -81,9 +81,17 @@ def service_user() -> str:
     return "nobody" if all(_world_readable(p) for p in paths) else "root"
 
 
-def _hidden_by_protect_home(path: Path) -> bool:
+def _hidden_by(path: Path, roots: tuple[str, ...]) -> bool:
     resolved = str(path.resolve())
-    return any(resolved == p or resolved.startswith(p + "/") for p in ("/root", "/home", "/run/user"))
+    return any(resolved == p or resolved.startswith(p + "/") for p in roots)
+
+
+def _hidden_by_protect_home(path: Path) -> bool:
+    return _hidden_by(path, ("/root", "/home", "/run/user"))
+
+
+def _hidden_by_private_tmp(path: Path) -> bool:
+    return _hidden_by(path, ("/tmp", "/var/tmp"))
 
 
 def drop_in(exec_args: list[str], log: Path, user: str, extra: tuple[str, ...] = ()) -> str:
@@ -111,9 +119,13 @@ def drop_in(exec_args: list[str], log: Path, user: str, extra: tuple[str, ...] =
         lines.append("Group=root")
     # An interpreter or checkout under /root or /home (pyenv, CI clones) would be hidden by
     # ProtectHome=yes: keep them hidden except for exactly those paths, read-only.
-    hidden = [p for p in (Path(sys.base_prefix), Path(sys.prefix), REPO) if _hidden_by_protect_home(p)]
+    checkout = (Path(sys.base_prefix), Path(sys.prefix), REPO)
+    hidden = [p for p in checkout if _hidden_by_protect_home(p)]
     if hidden:
         lines.append("ProtectHome=tmpfs")
+    # A checkout under /tmp (a CI clone) is hidden by PrivateTmp=yes in the same way.
+    hidden += [p for p in checkout if _hidden_by_private_tmp(p)]
+    if hidden:
         lines.append("BindReadOnlyPaths=" + " ".join(str(p.resolve()) for p in hidden))
     return "\n".join(lines) + "\n"
 
