@@ -28,7 +28,7 @@ die() { log "ERROR: $*"; exit 1; }
 ensure_host_tools() {
     local -A want=([debootstrap]=debootstrap [zstd]=zstd [mosquitto]=mosquitto
         [mosquitto_sub]=mosquitto-clients [unshare]=util-linux [systemd-analyze]=systemd
-        [python3]=python3)
+        [python3]=python3 [git]=git)
     local missing=() tool
     for tool in "${!want[@]}"; do
         command -v "$tool" >/dev/null || missing+=("${want[$tool]}")
