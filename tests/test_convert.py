@@ -77,7 +77,7 @@ def test_int8_keeps_accuracy_and_metadata_round_trips(fx, cnn_int8):
     assert meta.task == "classification"
     assert meta.labels == tuple(DIGIT_NAMES)
     assert meta.preprocess == {"color": "gray", "resize": "stretch", "mean": [0.0],
-                               "std": [255.0], "layout": "nhwc"}
+                               "std": [255.0], "layout": "nhwc", "interpolation": "linear"}
     assert meta.postprocess == {"top_k": 3, "threshold": 0.0}
     assert meta.source == {"file": "digits_cnn.keras", "framework": "keras",
                            "sha256": hashlib.sha256(fx.cnn.read_bytes()).hexdigest()}
