@@ -39,12 +39,15 @@ main() {
     for rt in "${runtimes[@]}"; do
         [[ $rt == ai-edge-litert || $rt == tflite-runtime ]] || die "unknown runtime: $rt"
     done
+    ((jobs <= ${#runtimes[@]})) || jobs=${#runtimes[@]}
     [[ $(id -u) == 0 ]] || die "needs root (debootstrap, chroot, binfmt_misc)"
 
     export QEMU_CPU=${QEMU_CPU:-cortex-a72}
     CACHE=${ARM64_CACHE_DIR:-${XDG_CACHE_HOME:-/var/cache}/edge-runtime-arm64}
     mkdir -p "$CACHE"
     WORK=$(mktemp -d /var/tmp/edge-runtime-arm64.XXXXXX)
+    # Under proot the rootfs is reached through this host path, also by the service user.
+    chmod 0755 "$WORK"
     BINFMT_NAME=edge-runtime-aarch64-$$
     KEEP=$keep
     trap outer_cleanup EXIT

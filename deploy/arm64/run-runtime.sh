@@ -18,6 +18,11 @@ DEVICE_BASE=edge/$DEVICE_ID        # topic_prefix/device id (install.sh --device
 # than native. They are not speed checks.
 INSTALL_TIMEOUT=${ARM64_INSTALL_TIMEOUT:-1500}
 RUN_TIMEOUT=${ARM64_RUN_TIMEOUT:-600}
+EDGE=("$VENV/bin/edge-runtime")   # the unit's ExecStart
+# Under proot 5.1 + qemu a process that dropped root cannot exec the venv's programs (EACCES), so
+# the fallback runs the daemon as root; binfmt (the normal case) runs it as the service user.
+SERVICE_USER=edge-runtime
+[[ $EMULATION == binfmt ]] || SERVICE_USER=root
 
 BROKER_PID=
 SUB_PID=
@@ -109,18 +114,20 @@ as_service() {
     local opts=()
     [[ $1 == --exec ]] && { opts=(--exec); shift; }
     in_root "${opts[@]}" "$ROOT" /bin/sh -c '
+        user=$1; shift
         set -a; . /etc/edge-runtime/environment; set +a
         cd /var/lib/edge-runtime
-        exec setpriv --reuid=edge-runtime --regid=edge-runtime --init-groups \
+        exec setpriv --reuid="$user" --regid="$user" --init-groups \
             env PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1 STATE_DIRECTORY=/var/lib/edge-runtime "$@"
-    ' sh "$@"
+    ' sh "$SERVICE_USER" "$@"
 }
 
 # `edge-runtime check` on the installed config, as the service user: proves the runtime chosen by
 # install.sh (EnvironmentFile) loads the model, and that the service user can read everything.
 check_installed_config() {
     local out
-    out=$(as_service "$VENV/bin/edge-runtime" check --config "$INSTALLED_CONFIG")
+    out=$(as_service "${EDGE[@]}" check --config "$INSTALLED_CONFIG") ||
+        die "edge-runtime check failed as the service user (exit $?)"
     printf '%s\n' "$out" >&2
     grep -q "($RUNTIME " <<<"$out" || die "edge-runtime check did not load the model with $RUNTIME"
 }
@@ -191,7 +198,7 @@ run_daemon() {
     want=$(find "$ROOT/opt/edge-runtime/$EXAMPLE/samples" -name '*.png' | wc -l)
     ((want > 0)) || die "install.sh installed no sample images"
     log "edge-runtime run as the service user until $want results arrive"
-    as_service --exec "$VENV/bin/edge-runtime" run --config "$TEST_CONFIG" 2>"$DIR/daemon.log" &
+    as_service --exec "${EDGE[@]}" run --config "$TEST_CONFIG" 2>"$DIR/daemon.log" &
     daemon=$!
     while n=$(result_count); ((n < want)); do
         if ! kill -0 "$daemon" 2>/dev/null; then
