@@ -172,9 +172,10 @@ ensure_rootfs() {
 
 outer_cleanup() {
     local rc=$? pidfile
-    # Interrupted: end the runtimes still running (their namespaces die with them).
+    # Interrupted: end the runtimes still running. SIGKILL, because unshare --fork blocks SIGTERM
+    # and SIGINT while it waits; --kill-child then takes the whole namespace down with it.
     for pidfile in "${WORK:-/nonexistent}"/*.pid; do
-        [[ -e $pidfile ]] && kill "$(cat "$pidfile")" 2>/dev/null
+        [[ -e $pidfile ]] && kill -KILL "$(cat "$pidfile")" 2>/dev/null
     done
     wait 2>/dev/null
     # Normally each namespace dropped its handler; this covers one killed before its trap ran.
