@@ -40,12 +40,7 @@ sys.path.insert(0, str(REPO))
 from edge_runtime.config.schema import AppConfig, DeviceConfig, MqttConfig  # noqa: E402
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher  # noqa: E402
 from edge_runtime.publishing.outbox import MemoryOutbox, Outbox, SqliteOutbox  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from common import free_port  # noqa: E402  (bench/common.py, beside this script)
 
 
 class Broker:
