@@ -102,6 +102,27 @@ def test_sigterm_flushes_and_says_offline(tmp_path, mosquitto, subscribe, start_
     assert "SIGTERM" in daemon.log
 
 
+def test_fast_sensor_pipeline_stopped_mid_stream_loses_no_result(tmp_path, mosquitto, subscribe,
+                                                                start_daemon):
+    """A csv at full speed publishes in batches; SIGTERM flushes the batch in hand."""
+    sub = subscribe("edge/test-pi/#")
+    config = write_config(tmp_path / "config.toml", mosquitto, [{
+        "name": "vibration",
+        "source": {"type": "csv", "path": str(VIBRATION_CSV), "stride": 1, "loop": True},
+        "model": {"path": str(VIBRATION_MODEL)},
+    }], mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+    daemon = start_daemon(config)
+    wait_until(lambda: len(sub.on("edge/test-pi/vibration/result")) >= 3000, 60)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    wait_until(lambda: sub.on("edge/test-pi/status")[-1:] == [b"offline"], 10)
+    final = [s for s in sub.json_on("edge/test-pi/stats")][-1]["pipelines"]["vibration"]
+    seqs = [r["seq"] for r in sub.json_on("edge/test-pi/vibration/result")]
+    # every result the pipeline counted reached the broker, in order, without a gap
+    assert seqs == list(range(final["results"])) and len(seqs) > 3000
+    assert final["dropped"] == 0 and final["outbox_depth"] == 0
+
+
 def test_kill_9_leaves_the_last_will_offline(tmp_path, mosquitto, subscribe, start_daemon):
     config = write_config(tmp_path / "config.toml", mosquitto,
                           [digits_pipeline(loop=True, fps=10.0)], mqtt_extra={"keepalive": 5})

@@ -271,6 +271,39 @@ def test_a_result_that_cannot_be_encoded_fails_alone(tmp_path):
     assert seqs(outbox) == [0, 1]
 
 
+def test_a_batch_is_one_transaction_in_order_and_a_bad_result_fails_alone(make_outbox):
+    outbox = make_outbox()
+    fill(outbox, "a", 2)
+
+    def broken(seq: int) -> bytes:
+        raise ValueError("Out of range float values are not JSON compliant")
+
+    good = lambda s: payload(s)  # noqa: E731
+    assert outbox.append_many("a", "t/a", 1, [good, good, good]) == [2, 3, 4]
+    with pytest.raises(ValueError, match="JSON compliant"):
+        outbox.append_many("a", "t/a", 1, [good, broken, good])
+    # the batch's good results are stored, in order, and the failed one consumed no seq
+    assert seqs(outbox) == [0, 1, 2, 3, 4, 5, 6]
+    assert [json.loads(m.payload)["seq"] for m in outbox.pending(0, 100)] == list(range(7))
+    assert outbox.append_many("a", "t/a", 1, []) == []
+
+
+def test_a_batch_commits_with_one_fsync(tmp_path):
+    """What makes a fast sensor pipeline possible: N results, one transaction (sqlite counts)."""
+    outbox = open_outbox(tmp_path / "o.sqlite", 10**6, 10**9)
+    assert isinstance(outbox, SqliteOutbox)
+    before = outbox._db.total_changes
+    outbox.append_many("a", "t/a", 1, [lambda s: payload(s)] * 50)
+    rows = outbox._db.total_changes - before
+    wal = tmp_path / "o.sqlite-wal"
+    frames_one_batch = wal.stat().st_size
+    for _ in range(50):
+        outbox.append("a", "t/a", 1, lambda s: payload(s))
+    # 50 rows + the pipeline counter row; 50 single appends write ~50x the WAL frames
+    assert rows == 51
+    assert wal.stat().st_size - frames_one_batch > 10 * frames_one_batch
+
+
 @pytest.mark.parametrize("key,value,message", [
     ("outbox_sync", "fast", "must be one of 'full', 'normal'"),
     ("outbox_max_messages", 0, "must be >= 1"),

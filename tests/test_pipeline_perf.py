@@ -161,6 +161,26 @@ def test_stopping_mid_stream_ends_every_stage_with_gap_free_seq(tmp_path: Path, 
     assert run.runner.stats.state == "stopped"
 
 
+def test_a_fast_sensor_pipeline_stopped_mid_batch_publishes_every_window_it_took(
+        tmp_path: Path, mosquitto, subscribe) -> None:
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "fast", "source": {"type": "csv", "path": str(VIBRATION_CSV), "stride": 1,
+                                   "loop": True},
+        "model": {"path": str(VIBRATION_MODEL), "threads": 1}}, overlap=None).start()
+    runner = run.runner
+    wait_until(lambda: runner.stats.results >= 2000, 60)
+    runner.stop()
+    runner.join(10)
+    assert runner.finished
+    taken = runner.stats.frames - len(runner.slot._frames)  # noqa: SLF001 - read ahead, untouched
+    results = run.finish()
+    assert runner.stats.input_errors == 0 and runner.stats.output_errors == 0
+    # every window the worker took became a published result: the batch in hand was flushed
+    assert len(results) == runner.stats.results == taken
+    assert [r["seq"] for r in results] == list(range(len(results)))
+    assert [r["source"]["frame"] for r in results] == list(range(len(results)))
+
+
 def test_no_input_buffer_is_allocated_per_frame(tmp_path: Path, mosquitto, subscribe) -> None:
     frames = many_frames(tmp_path / "frames", copies=1)
     run = Run(tmp_path, mosquitto, subscribe, {

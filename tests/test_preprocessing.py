@@ -114,3 +114,37 @@ def test_sensor_window_normalized_and_reshaped():
         pre(np.array([[1, 2], [np.nan, 6], [5, 10]], np.float32), out)
     with pytest.raises(PreprocessError, match="takes 6"):
         SensorPreprocessor(spec, tensor((1, 6)), window=4, columns=2)
+
+
+@pytest.mark.parametrize("color", ["rgb", "bgr", "gray"])
+@pytest.mark.parametrize("dtype,scale,zero_point", [
+    (np.uint8, 1 / 127.5, 127), (np.int8, 1 / 128, -1), (np.int8, 0.01, 3), (np.float32, 0.0, 0)])
+@pytest.mark.parametrize("mean,std", [((127.5,), (127.5,)), ((0.0,), (255.0,)),
+                                      ((123.7, 116.3, 103.5), (58.4, 57.1, 57.4))])
+def test_lookup_table_matches_the_elementwise_normalization(color, dtype, scale, zero_point,
+                                                            mean, std):
+    channels = 1 if color == "gray" else 3
+    if channels == 1 and len(mean) == 3:
+        mean, std = mean[:1], std[:1]
+    spec_tensor = tensor((1, 20, 24, channels), dtype, scale, zero_point)
+    pre = ImagePreprocessor(PreprocessSpec(color=color, mean=mean, std=std), spec_tensor)
+    assert pre._lut is not None  # nhwc: the table is used
+    frame = np.random.default_rng(1).integers(0, 256, (45, 61, 3), dtype=np.uint8)
+    frame[0, :16, 0] = [0, 1, 2, 127, 128, 129, 254, 255, 0, 63, 64, 65, 191, 192, 193, 200]
+    with_table = np.zeros(spec_tensor.shape, dtype)
+    pre(frame, with_table)
+    pre._lut = None  # the element-wise path, kept for nchw
+    elementwise = np.zeros(spec_tensor.shape, dtype)
+    pre(frame, elementwise)
+    assert np.array_equal(with_table, elementwise)
+    assert len(np.unique(with_table)) > 10  # the comparison saw real variety, not a constant
+
+
+def test_sensor_window_with_huge_finite_values_is_accepted():
+    # float32 sums of values near its maximum overflow; the window itself is fine.
+    pre = SensorPreprocessor(PreprocessSpec(), tensor((1, 4)), window=2, columns=2)
+    out = np.zeros((1, 4), np.float32)
+    pre(np.full((2, 2), 3e38, np.float32), out)
+    assert np.all(out == np.float32(3e38))
+    with pytest.raises(PreprocessError, match="NaN or infinite"):
+        pre(np.array([[3e38, 3e38], [np.inf, 1]], np.float32), out)

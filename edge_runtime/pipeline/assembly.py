@@ -96,6 +96,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     columns: tuple[str, ...] = tuple((meta.sensor.get("columns") if meta else None) or ())
     window = int((meta.sensor.get("window") if meta else 0) or 0)
     preprocess: Preprocess
+    image_size: tuple[int, int] | None = None
     try:
         if plugin.sensor:
             columns = tuple(getattr(pipeline.source, "columns", ()) or columns)
@@ -109,6 +110,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
             preprocess = lambda frame, out: sensor(frame.data, out)  # noqa: E731
         else:
             image = ImagePreprocessor(spec, tensor)
+            image_size = (image.width, image.height)
             preprocess = lambda frame, out: image(frame.data, out)  # noqa: E731
     except PreprocessError as exc:
         raise ConfigError(app.file, f"{key}.preprocess",
@@ -141,6 +143,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     source_ctx = SourceContext(
         base_dir=app.base_dir, pipeline=pipeline.name, mqtt=app.mqtt,
         client_id=app.mqtt.client_id_for(app.device.id), columns=columns, window=window,
+        image_size=image_size,
     )
 
     def make_source() -> Source:

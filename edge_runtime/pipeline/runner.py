@@ -13,7 +13,11 @@ interpreter. Jobs (and their input buffers) are reused: nothing input-sized is a
 Image pipelines overlap because decoding, resizing and invoke all run outside the GIL (OpenCV,
 the TFLite C++ kernels). A sensor window's preprocessing is a few microseconds of numpy, and the
 hand-offs would cost as much as they save, so sensor pipelines run prepare, invoke and publish one
-after the other on the inference thread (source thread + one worker).
+after the other on the inference thread (source thread + one worker), and a sensor file source
+reads up to SENSOR_SLOT windows ahead so the two threads switch once per batch, not per window.
+
+Results go to the outbox in batches (batch.py): while the next frame is already waiting, a result
+waits (at most 64 results or 50 ms) to share the next one's commit and fsync.
 
 A broken source (camera unplugged, file gone) or model (interpreter error) is retried with
 backoff inside its own pipeline; other pipelines never notice.
@@ -26,13 +30,14 @@ import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 
 import numpy as np
 
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.tflite_model import dequantize
 from edge_runtime.pipeline.assembly import PipelineParts
+from edge_runtime.pipeline.batch import BatchSink, ResultBatch
 from edge_runtime.pipeline.gate import MotionGate
 from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.slot import FrameSlot
@@ -52,8 +57,7 @@ logger = logging.getLogger(__name__)
 WAIT = 0.5  # seconds any loop blocks before it beats its heartbeat again
 
 
-class ResultSink(Protocol):
-    def publish_result(self, pipeline: str, body: dict[str, Any]) -> int: ...
+SENSOR_SLOT = 64  # windows a sensor file source may read ahead (images: 1 frame, they are big)
 
 
 @dataclass
@@ -78,7 +82,7 @@ class PipelineRunner:
         self,
         parts: PipelineParts,
         rebuild: Callable[[], PipelineParts],
-        sink: ResultSink,
+        sink: BatchSink,
         device: str,
         heartbeats: Heartbeats,
         clock: Callable[[], float] = time.monotonic,
@@ -88,19 +92,22 @@ class PipelineRunner:
         self.parts = parts
         self.name = parts.config.name
         self._rebuild = rebuild
-        self._sink = sink
         self._device = device
         self._heartbeats = heartbeats
         self._stop = threading.Event()
         self._source: Source = parts.make_source()
-        self.slot = FrameSlot(live=self._source.live)
+        sensor = SOURCES[parts.config.source.type].sensor
+        # Live sources keep one frame: inference must see the newest, not a queue of old ones.
+        buffered = sensor and not self._source.live
+        self.slot = FrameSlot(live=self._source.live, capacity=SENSOR_SLOT if buffered else 1)
         self.stats = PipelineStats(delegate=parts.delegate)
+        self._batch = ResultBatch(sink, self.name, self._count_published, self._batch_failed)
         self._warn = RateLimitedLogger(logger)
         self._gate = MotionGate(parts.config.gate, clock)
         self._policy = PublishPolicy(parts.config.publish, clock)
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
-        self.overlap = not SOURCES[parts.config.source.type].sensor if overlap is None else overlap
+        self.overlap = not sensor if overlap is None else overlap
         loops: list[tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
         if self.overlap:
             loops.append(("prepare", self._prepare_loop))
@@ -272,6 +279,7 @@ class PipelineRunner:
                         break
                 else:  # no stage threads: take, gate and prepare the frame here
                     beat.beat()
+                    self._batch.flush_unless(more_coming=self.slot.ready)
                     frame = self._gated_frame()
                     if frame is None:
                         if self.slot.finished:
@@ -304,6 +312,8 @@ class PipelineRunner:
                 if inline_job is None:
                     stages.free.put(job)
         finally:
+            if inline_job is not None:
+                self._batch.flush()
             self.stats.state = "stopped" if self._stop.is_set() else "finished"
             stages.inferred.put(END)
             self._heartbeats.unregister(f"inference-{self.name}")
@@ -353,7 +363,9 @@ class PipelineRunner:
                 assert isinstance(job, Job)
                 self._publish_guarded(job)
                 stages.free.put(job)
+                self._batch.flush_unless(more_coming=not stages.inferred.empty())
         finally:
+            self._batch.flush()
             self._heartbeats.unregister(f"publish-{self.name}")
 
     def _publish_guarded(self, job: Job) -> None:
@@ -392,8 +404,15 @@ class PipelineRunner:
             timing_ms=dict(job.timing_ms),
             task_fields=fields,
         )
-        self._sink.publish_result(self.name, body)
-        self.stats.results += 1
+        self._batch.add(body)
+
+    def _count_published(self, count: int) -> None:
+        self.stats.results += count
+
+    def _batch_failed(self, exc: Exception) -> None:
+        self.stats.output_errors += 1
+        self._warn.warning("publish", "pipeline %s: a result could not be published: %r",
+                           self.name, exc)
 
 
 def source_fps(parts: PipelineParts) -> float:

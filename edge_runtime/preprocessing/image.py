@@ -56,6 +56,17 @@ class ImagePreprocessor:
         self._pixels = (self._bgr if spec.color == "bgr"
                         else np.zeros((self.height, self.width, self.channels), np.uint8))
         self._values = np.zeros((self.height, self.width, self.channels), np.float32)
+        self._lut = self._lookup_table(tensor.dtype) if spec.layout == "nhwc" else None
+
+    def _lookup_table(self, dtype: np.dtype) -> np.ndarray:
+        """The normalization of every possible 8-bit pixel value, per channel, in the tensor's
+        dtype: one table lookup per pixel instead of a multiply, an add and a saturating cast.
+        The same float32 arithmetic as the element-wise path, so the results are identical."""
+        levels = np.arange(256, dtype=np.float32).reshape(256, 1)
+        values = np.ascontiguousarray(levels * self._gain + self._offset)  # (256, channels)
+        table = np.zeros(values.shape, dtype)
+        store(values, table)
+        return table[:, 0] if self.channels == 1 else table.reshape(1, 256, self.channels)
 
     def __call__(self, frame: np.ndarray, out: np.ndarray) -> Geometry:
         """Write the model input for `frame` into `out` (the input tensor or an array like it)."""
@@ -66,6 +77,10 @@ class ImagePreprocessor:
                                                   else self._pixels.shape))
         if self._identity and out.dtype == np.uint8 and self.spec.layout == "nhwc":
             np.copyto(out.reshape(self._pixels.shape), self._pixels)
+            return geometry
+        if self._lut is not None:
+            looked_up = cv2.LUT(self._pixels, self._lut)
+            np.copyto(out.reshape(self._pixels.shape), looked_up.reshape(self._pixels.shape))
             return geometry
         np.multiply(self._pixels, self._gain, out=self._values)
         np.add(self._values, self._offset, out=self._values)

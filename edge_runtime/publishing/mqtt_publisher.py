@@ -1,7 +1,8 @@
 """Results out to the broker, at least once and in order per pipeline, across outages and crashes.
 
-The pipelines call `publish_result`: a QoS 1 result is committed to the durable outbox (outbox.py),
-which assigns its `seq`, and the call returns. Only this module knows paho, and only the named
+The pipelines call `publish_results` with a batch of one pipeline's results: QoS 1 results are
+committed to the durable outbox (outbox.py) in one transaction, which assigns their `seq`s, and
+the call returns. Only this module knows paho, and only the named
 `mqtt-network` thread touches the paho client: it connects (exponential backoff with full jitter),
 hands outbox rows to the client in id (= per-pipeline seq) order, at most `max_inflight` at a time,
 and deletes a row when its PUBACK arrives (`on_publish`, mid -> row). paho's own queue therefore
@@ -30,7 +31,7 @@ import socket
 import threading
 import time
 from collections import deque
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import paho.mqtt.client as mqtt
 
@@ -56,6 +57,14 @@ STATE_HEADROOM = 16  # paho in-flight slots kept free for status/stats beyond th
 # otherwise it would block every later result forever.
 POISON_STRIKES = 3
 POISON_WINDOW_S = 5.0  # ... and did so within this many seconds of the CONNACK
+
+
+def _encoder(body: dict[str, Any]) -> Callable[[int], bytes]:
+    """The body's encoding once the outbox has given it its seq."""
+    def encoded(seq: int) -> bytes:
+        body["seq"] = seq
+        return encode(body)
+    return encoded
 
 
 class MqttPublisher:
@@ -112,24 +121,28 @@ class MqttPublisher:
 
         QoS 1: the result is on disk when this returns (and counted if the bounds drop it later).
         """
+        return self.publish_results(pipeline, [body])[0]
+
+    def publish_results(self, pipeline: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
+        """`publish_result` for several results of one pipeline, in order: one commit for all."""
         topic = self.topics.result(pipeline)
         if self.config.qos == 0:
+            seqs = []
             with self._lock:
-                seq = self._qos0_seq.get(pipeline, 0)
-                self._qos0_seq[pipeline] = seq + 1
-                body["seq"] = seq
-                if len(self._qos0) >= QOS0_QUEUE or not self._connected.is_set():
-                    self.qos0_dropped += 1
-                else:
-                    self._qos0.append((topic, encode(body)))
+                for body in bodies:
+                    seq = self._qos0_seq.get(pipeline, 0)
+                    self._qos0_seq[pipeline] = seq + 1
+                    body["seq"] = seq
+                    seqs.append(seq)
+                    if len(self._qos0) >= QOS0_QUEUE or not self._connected.is_set():
+                        self.qos0_dropped += 1
+                    else:
+                        self._qos0.append((topic, encode(body)))
         else:
-            def encoded(seq: int) -> bytes:
-                body["seq"] = seq
-                return encode(body)
-
-            seq = self.outbox.append(pipeline, topic, self.config.qos, encoded)
+            seqs = self.outbox.append_many(pipeline, topic, self.config.qos,
+                                           [_encoder(body) for body in bodies])
         self._wake()
-        return seq
+        return seqs
 
     def attach_stats(self, reporter: StatsReporter) -> None:
         """The reporter that knows the pipelines (set by the daemon before start())."""

@@ -23,7 +23,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Iterable, Literal, Sequence
 
 from edge_runtime.ratelimit import RateLimitedLogger
 
@@ -125,6 +125,14 @@ class Outbox:
     # -- the interface --------------------------------------------------------------------------
     def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
         """Give the result the pipeline's next seq and store it; returns the seq."""
+        return self.append_many(pipeline, topic, qos, [encode])[0]
+
+    def append_many(self, pipeline: str, topic: str, qos: int,
+                    encoders: Sequence[Encoder]) -> list[int]:
+        """Store several results of one pipeline in order, in one transaction; their seqs.
+
+        If an encoder fails, the others are still stored and the first error is raised after.
+        """
         raise NotImplementedError
 
     def pending(self, after_id: int, limit: int) -> list[OutboxMessage]:
@@ -191,25 +199,37 @@ class MemoryOutbox(Outbox):
         self._messages: OrderedDict[int, tuple[OutboxMessage, float]] = OrderedDict()
         self._next_id = 1
 
-    def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
+    def append_many(self, pipeline: str, topic: str, qos: int,
+                    encoders: Sequence[Encoder]) -> list[int]:
+        seqs: list[int] = []
+        error: Exception | None = None
+        dropped: dict[str, list[int]] = {}
         with self._lock:
             counts = self._counts_for(pipeline)
-            seq = counts.next_seq
-            message = OutboxMessage(self._next_id, pipeline, seq, topic, qos, encode(seq))
-            self._next_id += 1
-            counts.next_seq = seq + 1
-            self._messages[message.id] = (message, time.time())
-            counts.depth += 1
-            self._depth += 1
-            self._bytes += message.size
-            dropped: dict[str, list[int]] = {}
-            while self._over_bounds():
-                _, (old, _) = self._messages.popitem(last=False)
-                self._forget(old)
-                self._counts_for(old.pipeline).dropped += 1
-                dropped.setdefault(old.pipeline, []).append(old.seq)
+            for encode in encoders:
+                seq = counts.next_seq
+                try:
+                    payload = encode(seq)
+                except Exception as exc:  # noqa: BLE001 - raised after the others are stored
+                    error = error or exc
+                    continue
+                message = OutboxMessage(self._next_id, pipeline, seq, topic, qos, payload)
+                self._next_id += 1
+                counts.next_seq = seq + 1
+                self._messages[message.id] = (message, time.time())
+                counts.depth += 1
+                self._depth += 1
+                self._bytes += message.size
+                seqs.append(seq)
+                while self._over_bounds():
+                    _, (old, _) = self._messages.popitem(last=False)
+                    self._forget(old)
+                    self._counts_for(old.pipeline).dropped += 1
+                    dropped.setdefault(old.pipeline, []).append(old.seq)
         self._log_drops(dropped)
-        return seq
+        if error is not None:
+            raise error
+        return seqs
 
     def _forget(self, message: OutboxMessage) -> None:
         self._counts_for(message.pipeline).depth -= 1
@@ -304,18 +324,22 @@ class SqliteOutbox(Outbox):
             self._depth += int(depth)
             self._bytes += int(size)
 
-    def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
-        """Store one result; returns once the transaction holding it is committed.
+    def append_many(self, pipeline: str, topic: str, qos: int,
+                    encoders: Sequence[Encoder]) -> list[int]:
+        """Store results; returns once the transaction holding them is committed.
 
         Group commit: results that arrive while a commit (and its fsync) is under way, from other
         pipelines, wait and go into the next transaction together, one fsync for all of them.
         """
-        item = _Pending(pipeline, topic, qos, encode)
+        items = [_Pending(pipeline, topic, qos, encode) for encode in encoders]
+        if not items:
+            return []
+        last = items[-1]
         with self._queue_cond:
-            self._queue.append(item)
-            while self._committing and not item.done:
+            self._queue.extend(items)
+            while self._committing and not last.done:
                 self._queue_cond.wait()
-            if not item.done:
+            if not last.done:
                 self._committing = True  # this caller commits everything queued so far
                 batch, self._queue = self._queue, []
             else:
@@ -332,9 +356,10 @@ class SqliteOutbox(Outbox):
                     self._committing = False
                     self._queue_cond.notify_all()
             self._log_drops(dropped)
-        if item.error is not None:
-            raise item.error
-        return item.seq
+        for item in items:
+            if item.error is not None:
+                raise item.error
+        return [item.seq for item in items]
 
     def _commit(self, batch: list[_Pending]) -> dict[str, list[int]]:
         """One transaction for the batch: seq, rows, eviction beyond the bounds, counters."""
@@ -346,6 +371,7 @@ class SqliteOutbox(Outbox):
             try:
                 db.execute("BEGIN IMMEDIATE")
                 created = time.time()
+                rows: list[tuple[str, int, str, int, bytes, int, float]] = []
                 for item in batch:
                     seq = next_seq.get(item.pipeline, self._counts_for(item.pipeline).next_seq)
                     try:
@@ -356,11 +382,11 @@ class SqliteOutbox(Outbox):
                     item.seq = seq
                     next_seq[item.pipeline] = seq + 1
                     size = len(payload) + len(item.topic)
-                    db.execute(
-                        "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
-                        (item.pipeline, seq, item.topic, item.qos, payload, size, created))
+                    rows.append((item.pipeline, seq, item.topic, item.qos, payload, size, created))
                     stored.append((item, size))
+                db.executemany(
+                    "INSERT INTO messages (pipeline, seq, topic, qos, payload, size, created) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?)", rows)
                 depth = self._depth + len(stored)
                 total = self._bytes + sum(size for _, size in stored)
                 if depth > self.max_messages or total > self.max_bytes:

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+import time
+from functools import lru_cache
 from typing import Any
 
 SCHEMA_VERSION = 1
@@ -11,8 +12,15 @@ SCHEMA_VERSION = 1
 
 def utc_timestamp(seconds: float) -> str:
     """ISO 8601 UTC with milliseconds and a Z, e.g. 2026-11-21T10:00:00.123Z."""
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
-    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+    whole, micros = divmod(round(seconds * 1_000_000), 1_000_000)
+    return f"{_utc_second(whole)}.{micros // 1000:03d}Z"
+
+
+@lru_cache(maxsize=8)
+def _utc_second(whole_seconds: int) -> str:
+    # Formatting the date is most of the cost; a fast pipeline stamps thousands of results with
+    # the same second.
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(whole_seconds))
 
 
 def result_payload(

@@ -27,14 +27,18 @@ class Frame:
     index: int
     name: str = ""
     captured: float = field(default_factory=time.time)
+    # (width, height) of the image as captured, when `data` was decoded at a reduced size
+    full_size: tuple[int, int] | None = None
 
     @property
     def width(self) -> int:
+        if self.full_size:
+            return self.full_size[0]
         return int(self.data.shape[1]) if self.data.ndim >= 2 else int(self.data.shape[0])
 
     @property
     def height(self) -> int:
-        return int(self.data.shape[0])
+        return self.full_size[1] if self.full_size else int(self.data.shape[0])
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class SourceContext:
     client_id: str = "edge-runtime"  # the daemon's MQTT client id; subscribers derive theirs
     columns: tuple[str, ...] = ()  # sensor defaults from the model's metadata / input tensor
     window: int = 0
+    image_size: tuple[int, int] | None = None  # model input (width, height) for image models
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()

@@ -7,10 +7,9 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import cv2
-
 from edge_runtime.config.typed import at_least
 from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.image_decode import read_image
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +22,8 @@ class ImagesOptions:
     path: str  # a folder, a file or a glob pattern; relative to the config file
     loop: bool = False
     fps: float = field(default=0.0, metadata=at_least(0))
+    # JPEGs at least twice the model input are decoded at 1/2, 1/4 or 1/8 size (image_decode.py)
+    reduced_decode: bool = True
 
 
 def list_images(pattern: str) -> list[Path]:
@@ -38,6 +39,7 @@ class ImagesSource(Source):
     def __init__(self, options: ImagesOptions, ctx: SourceContext) -> None:
         self.pattern = str(ctx.resolve(options.path))
         self.options = options
+        self._target = ctx.image_size if options.reduced_decode else None
         self._files: list[Path] = []
         self._position = 0
         self._count = 0
@@ -56,14 +58,15 @@ class ImagesSource(Source):
                 self._position = 0
             path = self._files[self._position]
             self._position += 1
-            image = cv2.imread(str(path), cv2.IMREAD_COLOR)
+            image, size = read_image(path, self._target)
             if image is None:
                 self._errors += 1
                 logger.warning("skipping unreadable image %s", path)
                 if self._errors >= len(self._files) and self._count == 0:
                     raise SourceError(f"none of the images matching {self.pattern!r} can be read")
                 continue
-            frame = Frame(image, self._count, path.name)
+            reduced = size != (image.shape[1], image.shape[0])
+            frame = Frame(image, self._count, path.name, full_size=size if reduced else None)
             self._count += 1
             return frame
 

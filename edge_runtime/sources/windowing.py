@@ -10,6 +10,9 @@ from typing import Iterator, Sequence
 import numpy as np
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 class SensorDataError(ValueError):
     """A sensor file or value that cannot be used; the message names the file, line or column."""
 
@@ -45,15 +48,22 @@ class SlidingWindow:
 
 def parse_row(values: Sequence[str], where: str) -> np.ndarray:
     """Strings to a finite float32 row; SensorDataError names `where` and the bad value."""
-    row = np.empty(len(values), np.float32)
-    for i, text in enumerate(values):
+    try:
+        floats = [float(text) for text in values]
+    except ValueError:
+        floats = []
+    # One pass of comparisons: NaN fails them, and so does anything float32 cannot hold.
+    if floats and all(-_FLOAT32_MAX <= value <= _FLOAT32_MAX for value in floats):
+        return np.array(floats, np.float32)
+    for text in values:  # the slow path, only to name the bad value
         try:
-            row[i] = float(text)
+            value = float(text)
         except ValueError:
             raise SensorDataError(f"{where}: {text!r} is not a number") from None
-        if not math.isfinite(row[i]):
-            raise SensorDataError(f"{where}: {text!r} is not a finite number")
-    return row
+        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+            raise SensorDataError(f"{where}: {text!r} is not a finite number"
+                                  + (" (beyond float32)" if math.isfinite(value) else ""))
+    return np.array(floats, np.float32)  # no values at all
 
 
 def csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
