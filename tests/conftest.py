@@ -65,7 +65,9 @@ class Broker:
         conf.write_text(
             f"listener {self.port} {self.host}\n{user}"
             f"allow_anonymous {'true' if self.anonymous else 'false'}\npersistence false\n"
-            f"log_dest stderr\n{self.extra_config}"
+            # A test's Python subscriber may fall far behind a fast pipeline: the default queue of
+            # 1000 messages per client would make the broker drop what the daemon delivered.
+            f"log_dest stderr\nmax_queued_messages 0\n{self.extra_config}"
         )
         binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen(
