@@ -1,14 +1,17 @@
 """How close the daemon gets to the interpreter, on a MobileNet-size model, in one run.
 
-    python bench/bench_pipeline.py [--threads 2] [--rounds 3] [--daemon-path DIR]
+    python bench/bench_pipeline.py [--threads 1 2] [--rounds 3] [--daemon-path DIR]
 
-Prints (a) the raw invoke rate (tight loop, pre-made input: the limit), (b) the daemon's
-end-to-end results/s (images at fps = 0 -> real mosquitto -> counted by a subscriber), (c) a naive
-single-threaded loop (read, resize, invoke, publish and wait for the PUBACK), the ratios b/a and
-b/c, per-stage p50/p99 latencies, the daemon's peak RSS, and the share of wall time the
-interpreter spends in invoke during (b) and (c). Targets: b/a >= 0.95, b/c >= 1.3. The three
-alternate for --rounds rounds; medians are reported. `--daemon-path` runs (b) with another
-checkout's code (e.g. `git archive` of an older commit) to compare before/after in the same run.
+For each interpreter thread count, prints (a) the raw invoke rate (tight loop, pre-made input:
+the limit), (b) the daemon's end-to-end results/s (images at fps = 0 -> real mosquitto -> counted
+by a subscriber), (c) a naive single-threaded loop (read, resize, invoke, publish and wait for
+the PUBACK), the ratios b/a and b/c, per-stage p50/p99 latencies, the daemon's peak RSS, and the
+share of wall time the interpreter spends in invoke during (b) and (c). Also (d): the daemon's
+own input work alone (decode + preprocess, one thread, no model), and (e): (a) again while a
+thread does (d)'s work non-stop beside it, i.e. what the interpreter can reach when the frames
+must be decoded on the same machine, as in (b); b/e shows what the pipeline itself leaves idle. Targets: b/a >= 0.95, b/c >= 1.3. The measurements alternate for
+--rounds rounds; medians are reported. `--daemon-path` runs (b) with another checkout's code
+(e.g. `git archive` of an older commit) to compare before/after in the same run.
 The first run builds MobileNetV2 (random weights, needs TensorFlow) into bench/.cache/.
 """
 
@@ -19,10 +22,12 @@ import json
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
 import cv2
+import numpy as np
 import paho.mqtt.client as mqtt
 
 from common import REPO, Broker, cpu_summary, invoke_rate, percentiles, run_daemon, write_config
@@ -76,9 +81,112 @@ def interpreter_busy(invoke_ms: list[float], rate: float) -> float:
     return sum(invoke_ms[1:]) / elapsed_ms
 
 
+def input_rate(model_path: Path, frames_dir: Path, stop: threading.Event | None = None) -> float:
+    """(d) Frames/s the daemon's source and preprocessing manage alone, on one thread."""
+    from edge_runtime.model.runtime import select_runtime
+    from edge_runtime.model.tflite_model import TfliteModel
+    from edge_runtime.preprocessing import ImagePreprocessor, PreprocessSpec
+    from edge_runtime.sources.base import EndOfStream, SourceContext
+    from edge_runtime.sources.images import ImagesOptions, ImagesSource
+
+    model = TfliteModel(model_path, select_runtime(), threads=1)
+    spec = PreprocessSpec().updated(model.metadata.preprocess if model.metadata else {})
+    preprocess = ImagePreprocessor(spec, model.inputs[0])
+    source = ImagesSource(ImagesOptions("images", str(frames_dir)),
+                          SourceContext(frames_dir, "bench",
+                                        image_size=(preprocess.width, preprocess.height)))
+    out = np.zeros(model.inputs[0].shape, model.inputs[0].dtype)
+    source.open()
+    count, start = 0, time.perf_counter()
+    while stop is None or not stop.is_set():
+        try:
+            frame = source.read()
+        except EndOfStream:
+            break
+        preprocess(frame.data, out)
+        count += 1
+    return count / (time.perf_counter() - start)
+
+
+def contended_invoke_rate(model_path: Path, frames_dir: Path, threads: int) -> float:
+    """(e) (a) again while another thread does (d)'s input work non-stop: what the interpreter
+    can reach when the frames' decoding shares the machine with it, as it must in (b)."""
+    stop = threading.Event()
+
+    def decode_forever() -> None:
+        while not stop.is_set():
+            input_rate(model_path, frames_dir, stop)
+
+    worker = threading.Thread(target=decode_forever, name="bench-input", daemon=True)
+    worker.start()
+    try:
+        time.sleep(0.2)
+        return invoke_rate(model_path, threads)[0]
+    finally:
+        stop.set()
+        worker.join()
+
+
+def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rounds: int,
+            daemon_path: Path) -> dict[str, float]:
+    # The machine may be shared: the measurements alternate for `rounds` rounds and the median
+    # of each is reported, so a busy moment cannot favour one of them.
+    rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "e": []}
+    busy: dict[str, list[float]] = {"b": [], "c": []}
+    complete = True
+    print(f"--- interpreter threads: {threads}")
+    with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
+        config = write_config(Path(tmp) / "bench.toml", broker.port, {
+            "source": {"type": "images", "path": str(frames_dir), "fps": 0},
+            "model": {"path": str(model), "threads": threads},
+            "postprocess": {"task": "classification"},
+        })
+        for round_ in range(1, rounds + 1):
+            a, invoke_ms = invoke_rate(model, threads)
+            b = run_daemon(config, broker.port, len(frames), pythonpath=daemon_path)
+            c, naive_ms = naive_loop(model, frames, threads, broker.port)
+            d = input_rate(model, frames_dir)
+            e = contended_invoke_rate(model, frames_dir, threads)
+            complete = complete and b.results == len(frames)
+            busy["b"].append(interpreter_busy(b.timings.get("inference", []), b.rate))
+            busy["c"].append(interpreter_busy(naive_ms["inference"], c))
+            for key, value in zip("abcde", (a, b.rate, c, d, e)):
+                rates[key].append(value)
+            print(f"round {round_}: (a) {a:6.1f}/s  (b) {b.rate:6.1f}/s  (c) {c:6.1f}/s  "
+                  f"(d) {d:6.1f}/s  (e) {e:6.1f}/s  b/a {b.rate / a:.3f}  b/c {b.rate / c:.3f}  interpreter busy: "
+                  f"daemon {busy['b'][-1]:.0%}, naive {busy['c'][-1]:.0%}  ({b.results}/"
+                  f"{len(frames)} results, exit {b.exit_code}, peak RSS {b.peak_rss_mb:.0f} MB)")
+    a, b_rate, c, d, e = (statistics.median(rates[k]) for k in "abcde")
+    print(f"(a) raw invoke:        {a:8.1f} /s   invoke {percentiles(invoke_ms)}")
+    print(f"(b) daemon end-to-end: {b_rate:8.1f} /s   peak RSS {b.peak_rss_mb:.0f} MB; "
+          "per stage (from the payloads' timing_ms, last round):")
+    for stage, values in b.timings.items():
+        print(f"      {stage:<12} {percentiles(values)}")
+    print(f"(c) naive loop:        {c:8.1f} /s   per stage (last round):")
+    for stage, values in naive_ms.items():
+        print(f"      {stage:<12} {percentiles(values)}")
+    print(f"(d) input alone:       {d:8.1f} /s   (decode + preprocess on one thread, no model)")
+    print(f"(e) invoke beside (d): {e:8.1f} /s   (a) while another thread decodes non-stop")
+    # Ratios per round compare runs made seconds apart; their median is the robust summary.
+    summary = {
+        "threads": threads, "a": a, "b": b_rate, "c": c, "d": d, "e": e,
+        "b/e": statistics.median(b / e for b, e in zip(rates["b"], rates["e"])),
+        "b/a": statistics.median(b / a for a, b in zip(rates["a"], rates["b"])),
+        "b/c": statistics.median(b / c for b, c in zip(rates["b"], rates["c"])),
+        "busy_b": statistics.median(busy["b"]), "busy_c": statistics.median(busy["c"]),
+        "complete": complete,
+    }
+    print(f"median of {rounds} rounds: b/a = {summary['b/a']:.3f} (target >= 0.95)   "
+          f"b/c = {summary['b/c']:.3f} (target >= 1.3)   b/e = {summary['b/e']:.3f}   "
+          f"interpreter busy: daemon "
+          f"{summary['busy_b']:.1%}, naive loop {summary['busy_c']:.1%}")
+    return summary
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2, help="interpreter threads (all runs)")
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                        help="interpreter thread counts to measure (each: all four runs)")
     parser.add_argument("--daemon-path", type=Path, default=REPO,
                         help="checkout whose edge_runtime runs (b) (default: this one)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
@@ -88,52 +196,17 @@ def main() -> int:
     model = args.model or build_mobilenet()
     frames_dir = build_images()
     frames = sorted(frames_dir.glob("*.jpg"))
-    print(f"model {model.name}, {len(frames)} JPEG frames 640x480, threads {args.threads}, "
-          f"{cpu_summary()}")
-
-    # The machine may be shared: the three measurements alternate for --rounds rounds and the
-    # median of each is reported, so a busy moment cannot favour one of them.
-    rates: dict[str, list[float]] = {"a": [], "b": [], "c": []}
-    busy: dict[str, list[float]] = {"b": [], "c": []}
-    complete = True
-    with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp) / "bench.toml", broker.port, {
-            "source": {"type": "images", "path": str(frames_dir), "fps": 0},
-            "model": {"path": str(model), "threads": args.threads},
-            "postprocess": {"task": "classification"},
-        })
-        for round_ in range(1, args.rounds + 1):
-            a, invoke_ms = invoke_rate(model, args.threads)
-            b = run_daemon(config, broker.port, len(frames), pythonpath=args.daemon_path)
-            c, naive_ms = naive_loop(model, frames, args.threads, broker.port)
-            complete = complete and b.results == len(frames)
-            busy["b"].append(interpreter_busy(b.timings.get("inference", []), b.rate))
-            busy["c"].append(interpreter_busy(naive_ms["inference"], c))
-            for key, value in zip("abc", (a, b.rate, c)):
-                rates[key].append(value)
-            print(f"round {round_}: (a) {a:6.1f}/s  (b) {b.rate:6.1f}/s  (c) {c:6.1f}/s  "
-                  f"b/a {b.rate / a:.3f}  b/c {b.rate / c:.3f}  interpreter busy: daemon "
-                  f"{busy['b'][-1]:.0%}, naive {busy['c'][-1]:.0%}  ({b.results}/{len(frames)} "
-                  f"results, exit {b.exit_code}, daemon peak RSS {b.peak_rss_mb:.0f} MB)")
-    a, b_rate, c = (statistics.median(rates[k]) for k in "abc")
-    print(f"(a) raw invoke:        {a:8.1f} /s   invoke {percentiles(invoke_ms)}")
-    print(f"(b) daemon end-to-end: {b_rate:8.1f} /s   peak RSS {b.peak_rss_mb:.0f} MB; "
-          "per stage (from the payloads' timing_ms, last round):")
-    for stage, values in b.timings.items():
-        print(f"      {stage:<12} {percentiles(values)}")
-    print(f"(c) naive loop:        {c:8.1f} /s   per stage (last round):")
-    for stage, values in naive_ms.items():
-        print(f"      {stage:<12} {percentiles(values)}")
-    # Ratios per round compare runs made seconds apart; their median is the robust summary.
-    ba = statistics.median(b / a for a, b in zip(rates["a"], rates["b"]))
-    bc = statistics.median(b / c for b, c in zip(rates["b"], rates["c"]))
-    print(f"median of {args.rounds} rounds: b/a = {ba:.3f} (target >= 0.95)   "
-          f"b/c = {bc:.3f} (target >= 1.3)")
+    print(f"model {model.name}, {len(frames)} JPEG frames 640x480, {cpu_summary()}")
+    summaries = [measure(threads, model, frames_dir, frames, args.rounds, args.daemon_path)
+                 for threads in args.threads]
     print(f"at the end: {cpu_summary()}")
-    print(f"interpreter busy (share of wall time spent in invoke, same run, so robust to a shared "
-          f"machine): daemon {statistics.median(busy['b']):.1%}, naive loop "
-          f"{statistics.median(busy['c']):.1%}")
-    return 0 if complete else 1
+    print("threads | (a) invoke/s | (b) daemon/s | (c) naive/s | (d) input/s | (e) invoke beside "
+          "input/s | b/a | b/c | b/e | busy (b) / (c)")
+    for s in summaries:
+        print(f"{s['threads']:7d} | {s['a']:12.1f} | {s['b']:12.1f} | {s['c']:11.1f} | "
+              f"{s['d']:11.1f} | {s['e']:23.1f} | {s['b/a']:.2f} | {s['b/c']:.2f} | "
+              f"{s['b/e']:.2f} | {s['busy_b']:.0%} / {s['busy_c']:.0%}")
+    return 0 if all(s["complete"] for s in summaries) else 1
 
 
 if __name__ == "__main__":
