@@ -162,6 +162,10 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
           "per stage (from the payloads' timing_ms, last round):")
     for stage, values in b.timings.items():
         print(f"      {stage:<12} {percentiles(values)}")
+    print("    CPU per result by thread (last round; /proc, the daemon names its threads):")
+    for name, ms in b.cpu_ms_per_result().items():
+        label = "main (start-up)" if name.startswith("python") else name  # imports, model load
+        print(f"      {label:<16} {ms:6.3f} ms")
     print(f"(c) naive loop:        {c:8.1f} /s   per stage (last round):")
     for stage, values in naive_ms.items():
         print(f"      {stage:<12} {percentiles(values)}")

@@ -114,6 +114,14 @@ class DaemonRun:
     peak_rss_mb: float
     timings: dict[str, list[float]] = field(default_factory=dict)
     exit_code: int = 0
+    # CPU seconds per thread name (the daemon names its threads for the kernel), last sample
+    cpu_s: dict[str, float] = field(default_factory=dict)
+
+    def cpu_ms_per_result(self) -> dict[str, float]:
+        if not self.results:
+            return {}
+        return {name: s * 1e3 / self.results
+                for name, s in sorted(self.cpu_s.items(), key=lambda item: -item[1]) if s > 0}
 
 
 def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos: int = 1) -> Path:
@@ -137,10 +145,12 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
     process = subprocess.Popen([sys.executable, "-m", "edge_runtime", "--log-level", "warning",
                                 "run", "--config", str(config)], env=env, cwd=pythonpath)
     peak = 0.0
+    ticks: dict[str, tuple[str, int]] = {}  # thread id -> (name, CPU ticks at the last sample)
     try:
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
             peak = max(peak, rss_mb(process.pid))
+            ticks.update(thread_ticks(process.pid))
             time.sleep(0.05)
         code = process.wait(10)
         counter.wait_for(expected, 10)
@@ -148,7 +158,27 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
         if process.poll() is None:
             process.kill()
         counter.close()
-    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code)
+    cpu: dict[str, float] = {}
+    for name, count in ticks.values():
+        cpu[name] = cpu.get(name, 0.0) + count / os.sysconf("SC_CLK_TCK")
+    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu)
+
+
+def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
+    """Each thread of `pid`: (kernel name, user + system CPU ticks so far)."""
+    out = {}
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:
+        return out
+    for task in tasks:
+        try:
+            name = (task / "comm").read_text().strip()
+            fields = (task / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue  # the thread ended meanwhile
+        out[task.name] = (name, int(fields[11]) + int(fields[12]))
+    return out
 
 
 def rss_mb(pid: int) -> float:

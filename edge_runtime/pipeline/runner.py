@@ -50,6 +50,7 @@ from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceError
 from edge_runtime.sources.registry import SOURCES
 from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
+from edge_runtime.supervision.threads import NamedThread
 from edge_runtime.supervision.waiting import wait_beating
 
 logger = logging.getLogger(__name__)
@@ -114,7 +115,7 @@ class PipelineRunner:
         loops.append(("inference", self._inference_loop))
         if self.overlap:
             loops.append(("publish", self._publish_loop))
-        self._threads = [threading.Thread(target=loop, name=f"{stage}-{self.name}", daemon=True)
+        self._threads = [NamedThread(target=loop, name=f"{stage}-{self.name}", daemon=True)
                          for stage, loop in loops]
         logger.debug("pipeline %s: threads %s", self.name, ", ".join(t.name for t in self._threads))
 

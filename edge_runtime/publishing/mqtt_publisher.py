@@ -44,6 +44,7 @@ from edge_runtime.publishing.stats import LinkState, StatsReporter
 from edge_runtime.publishing.topics import Topics
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.supervision.heartbeat import Heartbeats
+from edge_runtime.supervision.threads import NamedThread
 
 logger = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ class MqttPublisher:
         self._heartbeats = heartbeats
         self._backoff = Backoff(app.mqtt.reconnect_min_delay, app.mqtt.reconnect_max_delay)
         self._warn = RateLimitedLogger(logger)
-        self._thread = threading.Thread(target=self._run, name="mqtt-network", daemon=True)
+        self._thread = NamedThread(target=self._run, name="mqtt-network", daemon=True)
         self._wake_r, self._wake_w = socket.socketpair()
         for sock in (self._wake_r, self._wake_w):
             sock.setblocking(False)

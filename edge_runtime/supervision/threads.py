@@ -1,0 +1,45 @@
+"""Threads whose names the operating system sees too (`top -H`, `ps -L`, /proc/<pid>/task).
+
+Python 3.11-3.13 name threads only inside Python; setting the kernel's name as well lets an
+operator (and bench/bench_pipeline.py) see which stage of which pipeline uses the CPU. Linux keeps
+the first 15 bytes; elsewhere, or if libc refuses, the thread simply keeps its default name.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import sys
+import threading
+from functools import lru_cache
+from typing import Any
+
+_PR_SET_NAME = 15  # from <linux/prctl.h>
+KERNEL_NAME_BYTES = 15
+
+
+@lru_cache(maxsize=1)
+def _libc() -> Any:
+    if not sys.platform.startswith("linux"):
+        return None
+    try:
+        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    except OSError:
+        return None
+
+
+def set_kernel_thread_name(name: str) -> bool:
+    """Name the calling thread for the kernel; False where that is not possible."""
+    libc = _libc()
+    if libc is None:
+        return False
+    raw = name.encode("utf-8", "replace")[:KERNEL_NAME_BYTES]
+    return libc.prctl(_PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
+
+
+class NamedThread(threading.Thread):
+    """A threading.Thread that also carries its name at the OS level while it runs."""
+
+    def run(self) -> None:
+        set_kernel_thread_name(self.name)
+        super().run()
