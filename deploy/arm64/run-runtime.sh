@@ -188,6 +188,29 @@ assert cfg["device"]["id"] == sys.argv[3], "install.sh --device-id did not reach
 PY
 }
 
+# SIGTERM to the daemon. Under chroot $1 is the daemon itself; proot does not pass signals on to
+# the program it traces, so there the signal goes to proot's descendants (the emulated daemon).
+stop_as_systemd_would() {
+    local pid=$1 children
+    if [[ $EMULATION == proot ]]; then
+        children=$(descendants "$pid")
+        if [[ -n $children ]]; then
+            # shellcheck disable=SC2086 # one pid per word
+            kill -TERM $children 2>/dev/null || true
+            return
+        fi
+    fi
+    kill -TERM "$pid"
+}
+
+descendants() {
+    local child
+    for child in $(pgrep -P "$1"); do
+        echo "$child"
+        descendants "$child"
+    done
+}
+
 result_count() { grep -c "^$DEVICE_BASE/[^/ ]*/result " "$CAPTURE" || true; }
 
 # The demo pipeline loops forever (1 image/s): run until one pass over the samples has arrived,
@@ -211,7 +234,7 @@ run_daemon() {
         fi
         sleep 1
     done
-    kill -TERM "$daemon"
+    stop_as_systemd_would "$daemon"
     wait "$daemon" || rc=$?
     tail -3 "$DIR/daemon.log" >&2
     ((rc == 0)) || die "edge-runtime run exited with $rc after SIGTERM"
