@@ -148,3 +148,14 @@ def test_sensor_window_with_huge_finite_values_is_accepted():
     assert np.all(out == np.float32(3e38))
     with pytest.raises(PreprocessError, match="NaN or infinite"):
         pre(np.array([[3e38, 3e38], [np.inf, 1]], np.float32), out)
+
+
+def test_the_lookup_table_saturates_like_the_elementwise_path():
+    spec_tensor = tensor((1, 8, 8, 3), np.int8, 1 / 128, -1)
+    pre = ImagePreprocessor(PreprocessSpec(mean=(127.5,), std=(127.5,)), spec_tensor)
+    out = np.zeros(spec_tensor.shape, np.int8)
+    frame = np.full((16, 16, 3), 255, np.uint8)
+    pre(frame, out)
+    assert np.all(out == 127)  # (255 - 127.5) / 127.5 = 1.0 -> 1 / (1/128) - 1, saturated
+    pre(np.zeros((16, 16, 3), np.uint8), out)
+    assert np.all(out == -128)  # -1.0 -> -129 -> saturated at -128

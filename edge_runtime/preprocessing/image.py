@@ -79,8 +79,10 @@ class ImagePreprocessor:
             np.copyto(out.reshape(self._pixels.shape), self._pixels)
             return geometry
         if self._lut is not None:
-            looked_up = cv2.LUT(self._pixels, self._lut)
-            np.copyto(out.reshape(self._pixels.shape), looked_up.reshape(self._pixels.shape))
+            target = out.reshape(self._pixels.shape)  # a view: out is contiguous
+            looked_up = cv2.LUT(self._pixels, self._lut, dst=target)
+            if looked_up.ctypes.data != target.ctypes.data:  # OpenCV could not write in place
+                np.copyto(target, looked_up.reshape(target.shape))
             return geometry
         np.multiply(self._pixels, self._gain, out=self._values)
         np.add(self._values, self._offset, out=self._values)
