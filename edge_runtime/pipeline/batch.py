@@ -9,11 +9,8 @@ stopping flushes the batch.
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Callable, Protocol, Sequence
-
-logger = logging.getLogger(__name__)
 
 MAX_RESULTS = 64
 MAX_WAIT_S = 0.05
