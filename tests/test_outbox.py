@@ -16,6 +16,7 @@ import pytest
 from conftest import REPO
 from edge_runtime.publishing.outbox import (
     FORMAT_VERSION,
+    EncodeErrors,
     MemoryOutbox,
     Outbox,
     SqliteOutbox,
@@ -280,9 +281,10 @@ def test_a_batch_is_one_transaction_in_order_and_a_bad_result_fails_alone(make_o
 
     good = lambda s: payload(s)  # noqa: E731
     assert outbox.append_many("a", "t/a", 1, [good, good, good]) == [2, 3, 4]
-    with pytest.raises(ValueError, match="JSON compliant"):
+    with pytest.raises(EncodeErrors, match="1 result.*JSON compliant") as failed:
         outbox.append_many("a", "t/a", 1, [good, broken, good])
     # the batch's good results are stored, in order, and the failed one consumed no seq
+    assert failed.value.stored == [5, 6] and len(failed.value.errors) == 1
     assert seqs(outbox) == [0, 1, 2, 3, 4, 5, 6]
     assert [json.loads(m.payload)["seq"] for m in outbox.pending(0, 100)] == list(range(7))
     assert outbox.append_many("a", "t/a", 1, []) == []

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
+from conftest import digits_pipeline, wait_until, write_config
+from edge_runtime.config.loader import load_config
 from edge_runtime.pipeline.batch import ResultBatch
+from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 
 
 class RecordingSink:
@@ -57,6 +60,29 @@ def test_a_held_result_waits_no_longer_than_max_wait():
     now[0] = 10.05
     batch.flush_unless(more_coming=True)
     assert sink.batches == [[0]]
+
+
+def test_a_batch_with_unencodable_results_counts_the_stored_ones(tmp_path, mosquitto, subscribe):
+    """Through the real publisher, outbox and broker: a NaN score fails alone."""
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()], mqtt_extra={
+        "outbox_path": str(tmp_path / "o.sqlite")})
+    publisher = MqttPublisher(load_config(config))
+    sub = subscribe("edge/test-pi/p/result")
+    published: list[int] = []
+    failures: list[Exception] = []
+    batch = ResultBatch(publisher, "p", published.append, failures.append)
+    publisher.start()
+    try:
+        for score in (0.5, float("nan"), 0.7, float("inf"), 0.9):
+            batch.add({"score": score})
+        batch.flush()
+        assert published == [3] and len(failures) == 2
+        assert all("JSON compliant" in str(f) for f in failures)
+        received = wait_until(lambda: len(sub.json_on("edge/test-pi/p/result")) >= 3 and
+                              sub.json_on("edge/test-pi/p/result"), 10)
+        assert [(r["seq"], r["score"]) for r in received] == [(0, 0.5), (1, 0.7), (2, 0.9)]
+    finally:
+        publisher.stop(10)
 
 
 def test_a_failed_batch_is_reported_and_the_next_one_goes_normally():

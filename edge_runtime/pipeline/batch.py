@@ -12,6 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol, Sequence
 
+from edge_runtime.publishing.outbox import EncodeErrors
+
 MAX_RESULTS = 64
 MAX_WAIT_S = 0.05
 
@@ -63,8 +65,12 @@ class ResultBatch:
             return
         try:
             self._sink.publish_results(self._pipeline, bodies)
-        except Exception as exc:  # noqa: BLE001 - e.g. a payload json cannot encode (NaN score)
-            # The outbox stored the batch's other results; this one is reported, not retried.
+        except EncodeErrors as exc:  # e.g. a NaN score: the batch's other results were stored
+            self._on_published(len(exc.stored))
+            for error in exc.errors:
+                self._on_failed(error)
+            return
+        except Exception as exc:  # noqa: BLE001 - the outbox failed: reported, never fatal
             self._on_failed(exc)
             return
         self._on_published(len(bodies))

@@ -68,7 +68,7 @@ class PipelineStats:
     frames: int = 0  # source: frames read
     results: int = 0  # publish: results published
     input_errors: int = 0  # prepare: frames that could not be preprocessed
-    output_errors: int = 0  # publish: outputs that could not be post-processed
+    output_errors: int = 0  # publish: outputs that could not be post-processed or encoded
     skipped: int = 0  # prepare: frames the gate kept from the model (no motion)
     suppressed: int = 0  # publish: results the publish policy held back (no change, rate cap)
     failures: int = 0  # inference: model failures (each followed by a reload)

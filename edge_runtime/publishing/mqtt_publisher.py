@@ -38,7 +38,13 @@ import paho.mqtt.client as mqtt
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.publishing.backoff import Backoff
 from edge_runtime.publishing.connection import make_client
-from edge_runtime.publishing.outbox import Outbox, OutboxMessage, default_outbox_path, open_outbox
+from edge_runtime.publishing.outbox import (
+    EncodeErrors,
+    Outbox,
+    OutboxMessage,
+    default_outbox_path,
+    open_outbox,
+)
 from edge_runtime.publishing.payload import encode
 from edge_runtime.publishing.stats import LinkState, StatsReporter
 from edge_runtime.publishing.topics import Topics
@@ -125,20 +131,31 @@ class MqttPublisher:
         return self.publish_results(pipeline, [body])[0]
 
     def publish_results(self, pipeline: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
-        """`publish_result` for several results of one pipeline, in order: one commit for all."""
+        """`publish_result` for several results of one pipeline, in order: one commit for all.
+
+        Results that cannot be encoded take no seq: EncodeErrors lists the stored seqs and the
+        errors (the stored results are published as usual).
+        """
         topic = self.topics.result(pipeline)
         if self.config.qos == 0:
-            seqs = []
+            seqs, errors = [], []
             with self._lock:
                 for body in bodies:
                     seq = self._qos0_seq.get(pipeline, 0)
+                    try:
+                        payload = _encoder(body)(seq)
+                    except Exception as exc:  # noqa: BLE001 - as the outbox does: no seq taken
+                        errors.append(exc)
+                        continue
                     self._qos0_seq[pipeline] = seq + 1
-                    body["seq"] = seq
                     seqs.append(seq)
                     if len(self._qos0) >= QOS0_QUEUE or not self._connected.is_set():
                         self.qos0_dropped += 1
                     else:
-                        self._qos0.append((topic, encode(body)))
+                        self._qos0.append((topic, payload))
+            if errors:
+                self._wake()
+                raise EncodeErrors(seqs, errors)
         else:
             seqs = self.outbox.append_many(pipeline, topic, self.config.qos,
                                            [_encoder(body) for body in bodies])

@@ -62,6 +62,15 @@ class OutboxError(Exception):
     """The outbox file is unusable (corrupt, unreadable, written by a newer version)."""
 
 
+class EncodeErrors(Exception):
+    """Results of a batch that could not be encoded (e.g. a NaN score); the others were stored."""
+
+    def __init__(self, stored: list[int], errors: list[Exception]) -> None:
+        super().__init__(f"{len(errors)} result(s) could not be encoded: {errors[0]}")
+        self.stored = stored  # the seqs of the results that were stored
+        self.errors = errors
+
+
 @dataclass(frozen=True)
 class OutboxMessage:
     id: int  # insertion order over all pipelines; replay order
@@ -125,13 +134,17 @@ class Outbox:
     # -- the interface --------------------------------------------------------------------------
     def append(self, pipeline: str, topic: str, qos: int, encode: Encoder) -> int:
         """Give the result the pipeline's next seq and store it; returns the seq."""
-        return self.append_many(pipeline, topic, qos, [encode])[0]
+        try:
+            return self.append_many(pipeline, topic, qos, [encode])[0]
+        except EncodeErrors as exc:
+            raise exc.errors[0] from None
 
     def append_many(self, pipeline: str, topic: str, qos: int,
                     encoders: Sequence[Encoder]) -> list[int]:
         """Store several results of one pipeline in order, in one transaction; their seqs.
 
-        If an encoder fails, the others are still stored and the first error is raised after.
+        A result whose encoder fails takes no seq; the others are stored, then EncodeErrors says
+        which were stored and why the rest failed.
         """
         raise NotImplementedError
 
@@ -202,7 +215,7 @@ class MemoryOutbox(Outbox):
     def append_many(self, pipeline: str, topic: str, qos: int,
                     encoders: Sequence[Encoder]) -> list[int]:
         seqs: list[int] = []
-        error: Exception | None = None
+        errors: list[Exception] = []
         dropped: dict[str, list[int]] = {}
         with self._lock:
             counts = self._counts_for(pipeline)
@@ -210,8 +223,8 @@ class MemoryOutbox(Outbox):
                 seq = counts.next_seq
                 try:
                     payload = encode(seq)
-                except Exception as exc:  # noqa: BLE001 - raised after the others are stored
-                    error = error or exc
+                except Exception as exc:  # noqa: BLE001 - reported after the others are stored
+                    errors.append(exc)
                     continue
                 message = OutboxMessage(self._next_id, pipeline, seq, topic, qos, payload)
                 self._next_id += 1
@@ -227,8 +240,8 @@ class MemoryOutbox(Outbox):
                     self._counts_for(old.pipeline).dropped += 1
                     dropped.setdefault(old.pipeline, []).append(old.seq)
         self._log_drops(dropped)
-        if error is not None:
-            raise error
+        if errors:
+            raise EncodeErrors(seqs, errors)
         return seqs
 
     def _forget(self, message: OutboxMessage) -> None:
@@ -356,9 +369,12 @@ class SqliteOutbox(Outbox):
                     self._committing = False
                     self._queue_cond.notify_all()
             self._log_drops(dropped)
-        for item in items:
-            if item.error is not None:
-                raise item.error
+        failed = [item.error for item in items if item.error is not None]
+        for error in failed:
+            if isinstance(error, OutboxError):  # the commit itself failed, not an encoding
+                raise error
+        if failed:
+            raise EncodeErrors([item.seq for item in items if item.error is None], failed)
         return [item.seq for item in items]
 
     def _commit(self, batch: list[_Pending]) -> dict[str, list[int]]:
