@@ -73,7 +73,10 @@ ensure_qemu() {
 # Since Linux 6.7 binfmt_misc handlers live in the superblock of a binfmt_misc mount: when the
 # host has none mounted, a handler registered in a private mount namespace vanishes with that
 # namespace. So each namespace that runs arm64 code registers its own (ns_binfmt_setup), under a
-# name unique to this run, and drops it on exit in case the host's mount made it global. The F flag
+# name unique to this run and runtime, and drops it on exit in case the host's mount made it
+# global. Namespaces of one user namespace share the handlers, so the runtimes running in parallel
+# must not share a name: registering it twice at once fails, and the first to end would remove
+# the other's. The F flag
 # makes the kernel open the interpreter at registration, so the rootfs needs no copy of qemu.
 binfmt_rule() {
     local magic='\x7f\x45\x4c\x46\x02\x01\x01\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02\x00\xb7\x00'
@@ -96,6 +99,14 @@ binfmt_register() {
 binfmt_unregister() {
     local entry=/proc/sys/fs/binfmt_misc/$BINFMT_NAME
     [[ ! -e $entry ]] || echo -1 >"$entry"
+}
+
+# This run's handlers: the rootfs build's and each runtime's ($BINFMT_NAME-<runtime>).
+binfmt_unregister_all() {
+    local entry
+    for entry in /proc/sys/fs/binfmt_misc/"$BINFMT_NAME" /proc/sys/fs/binfmt_misc/"$BINFMT_NAME"-*; do
+        [[ ! -e $entry ]] || echo -1 >"$entry"
+    done
 }
 
 # Called first in every private namespace that runs arm64 binaries; the caller's EXIT trap calls
@@ -180,7 +191,7 @@ outer_cleanup() {
     wait 2>/dev/null
     # Normally each namespace dropped its handler; this covers one killed before its trap ran.
     if [[ ${EMULATION:-} == binfmt ]]; then
-        unshare --mount --propagation private "$BASH" -c '. "$1"; binfmt_mount && binfmt_unregister' \
+        unshare --mount --propagation private "$BASH" -c '. "$1"; binfmt_mount && binfmt_unregister_all' \
             sh "$REPO/deploy/arm64/lib.sh" || log "could not check binfmt handler $BINFMT_NAME"
     fi
     if [[ -n ${WORK:-} && -d $WORK ]]; then

@@ -4,6 +4,7 @@
 # every process started here (emulated daemon, broker) ends with it.
 set -euo pipefail
 RUNTIME=$1
+BINFMT_NAME=$BINFMT_NAME-$RUNTIME  # its own handler: see binfmt_rule in lib.sh
 . "$REPO/deploy/arm64/lib.sh"
 
 DIR="$WORK/$RUNTIME"
