@@ -162,12 +162,17 @@ start_capture() {
     mosquitto_sub -h 127.0.0.1 -p "$BROKER_PORT" -q 1 -v -t "$DEVICE_BASE/#" -t arm64-test/ready \
         >"$CAPTURE" &
     SUB_PID=$!
-    local _
-    for _ in $(seq 100); do
-        grep -q '^arm64-test/ready ready' "$CAPTURE" && return
+    captured '^arm64-test/ready ready' 100 || die "mosquitto_sub did not subscribe"
+}
+
+# Wait until a captured message matches PATTERN (grep), at most TENTHS tenths of a second.
+captured() {
+    local pattern=$1 tenths=$2 _
+    for _ in $(seq "$tenths"); do
+        grep -q "$pattern" "$CAPTURE" && return 0
         sleep 0.1
     done
-    die "mosquitto_sub did not subscribe"
+    return 1
 }
 
 # The installed config with only the broker moved to the test's port.
@@ -239,11 +244,7 @@ run_daemon() {
     wait "$daemon" || rc=$?
     tail -3 "$DIR/daemon.log" >&2
     ((rc == 0)) || die "edge-runtime run exited with $rc after SIGTERM"
-    local _
-    for _ in $(seq 50); do
-        grep -q "^$DEVICE_BASE/status offline" "$CAPTURE" && break
-        sleep 0.1
-    done
+    captured "^$DEVICE_BASE/status offline" 50 || true  # check_results.py names what is missing
     kill "$SUB_PID"
     wait "$SUB_PID" 2>/dev/null || true
     SUB_PID=
