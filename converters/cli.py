@@ -7,6 +7,7 @@ written), 2 bad input or options.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import logging
 import sys
 import tomllib
@@ -20,6 +21,11 @@ from edge_runtime.postprocessing.registry import TASKS
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# What the convert extra brings that the device install lacks (edge-convert is installed on devices
+# too, as a console script of the same package).
+CONVERT_EXTRA_MODULE = "tensorflow"
+MISSING_EXTRA = ("edge-convert: error: the converter needs the convert extra "
+                 "(pip install 'edge-runtime[convert]'); this Python has no {module}")
 
 
 def _floats(text: str) -> list[float]:
@@ -157,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if (args.plot or args.output_dir) and not args.compare:
         parser.error("--plot and --output-dir go with --compare")
+    if importlib.util.find_spec(CONVERT_EXTRA_MODULE) is None:
+        print(MISSING_EXTRA.format(module=CONVERT_EXTRA_MODULE), file=sys.stderr)
+        return EXIT_USAGE
     from converters.convert import run
 
     try:

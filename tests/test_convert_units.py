@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
-from conftest import DIGITS_INT8
+from conftest import DIGITS_INT8, daemon_env
 from converters.data import InputSettings, label_indices, load_dataset, read_labels_file, subset
 from converters.errors import ConvertError
 from converters.modes import resolve_io_type
@@ -233,3 +236,23 @@ def test_outputs_are_paired_by_shape_and_scored():
     assert result.agreement == 0.75 and result.accuracy == 0.75
     assert result.max_abs_diff == pytest.approx(1.0)
     assert score([shifted], [scores], None, classification=False).agreement is None
+
+
+def test_converter_without_the_convert_extra_says_so_and_exits_2(tmp_path):
+    """A device install (no tensorflow) runs `edge-convert`: one line naming the extra, exit 2."""
+    python = os.environ.get("EDGE_RUNTIME_TFLITE_PYTHON", "")
+    if not python or not Path(python).exists():
+        pytest.skip("no Python without tensorflow (deploy/run-tests.sh sets "
+                    "EDGE_RUNTIME_TFLITE_PYTHON to its tflite-runtime venv)")
+    probe = subprocess.run([python, "-c", "import importlib.util as u; "
+                            "print(u.find_spec('tensorflow') is None)"],
+                           capture_output=True, text=True, timeout=60)
+    assert probe.stdout.strip() == "True", "that Python has tensorflow: not a device install"
+    model = tmp_path / "model.keras"
+    model.write_bytes(b"")
+    done = subprocess.run([python, "-m", "converters.cli", str(model), "-o", str(tmp_path / "m.tflite")],
+                          capture_output=True, text=True, timeout=60, env=daemon_env(), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert "Traceback" not in done.stderr
+    assert "pip install 'edge-runtime[convert]'" in done.stderr
+    assert done.stderr.count("\n") == 1, done.stderr
