@@ -5,6 +5,7 @@ set -euo pipefail
 root=$1
 . "$REPO/deploy/arm64/lib.sh"
 
+need_mirror
 ns_binfmt_setup
 trap binfmt_unregister EXIT
 mkdir -p "$root"

@@ -4,7 +4,66 @@
 shopt -s inherit_errexit
 
 SUITE=bookworm
-MIRROR=${ARM64_MIRROR:-http://deb.debian.org/debian}
+# Debian suites, to tell the Debian archive among the host's apt sources (third-party repositories
+# name their own suites); -updates/-backports of these count, -security does not (another archive).
+DEBIAN_SUITES="$SUITE stable oldstable oldoldstable testing unstable sid buster bullseye bookworm trixie forky"
+
+# The Debian archive the host's apt already uses (so a local mirror or proxy configured there is
+# used for debootstrap and qemu too): the first http(s) URI of an enabled `deb` entry with a
+# Debian suite and the main component, in apt's order: $1/sources.list, then
+# $1/sources.list.d/*.list and *.sources (deb822) by name. Prints nothing when there is none.
+host_debian_mirror() {
+    local etc=${1:-/etc/apt} files=() file
+    [[ -f $etc/sources.list ]] && files+=("$etc/sources.list")
+    for file in "$etc"/sources.list.d/*; do
+        [[ -f $file && ( $file == *.list || $file == *.sources ) ]] && files+=("$file")
+    done
+    ((${#files[@]})) || return 0
+    awk -v suites="$DEBIAN_SUITES" '
+        BEGIN { n = split(suites, names, " "); for (i = 1; i <= n; i++) known[names[i]] = 1 }
+        function debian(suite,  base) {
+            base = suite; sub(/-(updates|backports)$/, "", base)
+            return base in known
+        }
+        function consider(types, uris, suites, components, enabled,  u, s, i, j, nu, ns) {
+            if (enabled == "no" || (" " types " ") !~ / deb / || (" " components " ") !~ / main /) return
+            nu = split(uris, u, " "); ns = split(suites, s, " ")
+            for (i = 1; i <= nu; i++) {
+                if (u[i] !~ /^https?:\/\//) continue
+                for (j = 1; j <= ns; j++) if (debian(s[j])) { sub(/\/+$/, "", u[i]); print u[i]; found = 1; exit }
+            }
+        }
+        function flush() { if (st_types != "") consider(st_types, st_uris, st_suites, st_comps, st_enabled)
+                           st_types = st_uris = st_suites = st_comps = st_enabled = "" }
+        FNR == 1 { flush() }
+        /^[ \t]*#/ { next }
+        FILENAME ~ /\.sources$/ {
+            if ($0 ~ /^[ \t]*$/) { flush(); next }
+            field = tolower($1); value = $0; sub(/^[^:]*:[ \t]*/, "", value)
+            if (field == "types:") st_types = value
+            else if (field == "uris:") st_uris = value
+            else if (field == "suites:") st_suites = value
+            else if (field == "components:") st_comps = value
+            else if (field == "enabled:") st_enabled = tolower(value)
+            next
+        }
+        {
+            line = $0; sub(/#.*/, "", line); gsub(/\[[^]]*\]/, " ", line)
+            n = split(line, w, " ")
+            if (n < 4) next
+            comps = w[4]; for (i = 5; i <= n; i++) comps = comps " " w[i]
+            consider(w[1], w[2], w[3], comps, "")
+        }
+        END { if (!found) flush() }
+    ' "${files[@]}"
+}
+
+# ARM64_MIRROR overrides; empty when neither names one (need_mirror says what to do).
+MIRROR=${ARM64_MIRROR:-$(host_debian_mirror /etc/apt)}
+need_mirror() {
+    [[ -n $MIRROR ]] || die "no Debian archive among the host's apt sources (/etc/apt/sources.list, \
+/etc/apt/sources.list.d/*.list, *.sources): set ARM64_MIRROR to a Debian mirror URL"
+}
 # What a fresh 64-bit Raspberry Pi OS Lite brings that the install depends on. Bump ROOTFS_REV when
 # the recipe changes so cached tarballs are rebuilt.
 ROOTFS_PACKAGES=python3-venv,python3-pip,ca-certificates,systemd
@@ -48,6 +107,7 @@ qemu_major() { "$1" --version | sed -n '1s/.*version \([0-9]*\)\..*/\1/p'; }
 ensure_qemu() {
     local qemu=${ARM64_QEMU:-$CACHE/qemu/qemu-aarch64}
     if [[ -z ${ARM64_QEMU:-} && ! -x $qemu ]]; then
+        need_mirror
         local apt_dir; apt_dir=$(mktemp -d "$WORK/apt.XXXXXX")
         mkdir -p "$apt_dir/lists/partial" "$apt_dir/archives/partial" "$apt_dir/deb"
         echo "$QEMU_SOURCE" >"$apt_dir/sources.list"
