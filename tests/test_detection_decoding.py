@@ -160,7 +160,7 @@ def test_yolo_normalized_option_overrides_detection(tmp_path):
 # -- anchors -----------------------------------------------------------------------------------
 
 def test_anchors_decoding_with_keypoints(tmp_path):
-    got = detect(build(tmp_path, ANCHORS), 32, 32)
+    got = detect(build(tmp_path, ANCHORS, {"nms": "greedy"}), 32, 32)
     # anchor 11 (IoU 0.67 with anchor 10) is suppressed; anchor 0 (0.27) is under threshold.
     assert_detections(got, [("face", 1 / (1 + np.exp(-2.0)), (0.35, 0.225, 0.6, 0.425)),
                             ("face", 1 / (1 + np.exp(-0.5)), (0.0, 0.625, 0.5, 0.875))])
@@ -169,9 +169,23 @@ def test_anchors_decoding_with_keypoints(tmp_path):
     assert points[1] == pytest.approx([0.25, 0.75, 0.15, 0.75], abs=1e-5)
 
 
+def test_anchors_default_to_weighted_nms_blending_overlapping_boxes(tmp_path):
+    got = detect(build(tmp_path, ANCHORS), 32, 32)
+    # anchor 10 (logit 2, xmin 0.35) and anchor 11 (logit 1, the same box 0.05 to the right,
+    # IoU 0.67) become their score-weighted mean, with anchor 10's score; anchor 12 stays alone.
+    a, b = 1 / (1 + np.exp(-2.0)), 1 / (1 + np.exp(-1.0))
+    x0 = (0.35 * a + 0.4 * b) / (a + b)
+    assert_detections(got, [("face", a, (x0, 0.225, x0 + 0.25, 0.425)),
+                            ("face", 1 / (1 + np.exp(-0.5)), (0.0, 0.625, 0.5, 0.875))])
+    greedy = detect(build(tmp_path, ANCHORS, {"nms": "greedy"}), 32, 32)
+    assert got[1] == greedy[1]  # nothing to blend with: the same detection either way
+    assert got[0]["keypoints"] == greedy[0]["keypoints"]  # both anchors put them in one place
+
+
 def test_anchors_keypoints_follow_the_letterbox(tmp_path):
     # 64x32 into 32x32: 32x16 content, 8-pixel bars, 2 frame px per input px.
-    got = detect(build(tmp_path, ANCHORS, preprocess={"resize": "letterbox"}), 64, 32)
+    got = detect(build(tmp_path, ANCHORS, {"nms": "greedy"}, preprocess={"resize": "letterbox"}),
+                 64, 32)
     assert_detections(got[:1], [("face", 1 / (1 + np.exp(-2.0)), (0.35, 0.0, 0.6, 0.35))])
     assert [c for p in got[0]["keypoints"] for c in (p["x"], p["y"])] == \
         pytest.approx([0.375, 0.25, 0.575, 0.45], abs=1e-5)

@@ -8,7 +8,7 @@ import pytest
 from edge_runtime.model.tflite_model import TensorSpec
 from edge_runtime.postprocessing.base import PostprocessError
 from edge_runtime.postprocessing.detection.anchors import AnchorSpec, ssd_anchors
-from edge_runtime.postprocessing.detection.nms import iou_one_to_many, nms
+from edge_runtime.postprocessing.detection.nms import iou_one_to_many, nms, weighted_nms
 from edge_runtime.postprocessing.detection.ssd import assign_roles
 
 
@@ -28,6 +28,39 @@ def test_nms_is_greedy_best_first_and_class_wise():
     assert nms(boxes, scores, classes, 0.9, 10).tolist() == [1, 2, 0, 3, 4]
     assert nms(boxes, scores, classes, 0.5, 2).tolist() == [1, 2]
     assert nms(boxes[:0], scores[:0], classes[:0], 0.5, 10).tolist() == []
+
+
+def test_weighted_nms_blends_each_cluster_by_score_and_keeps_the_best_score():
+    boxes = np.array([[0, 0, 10, 10], [2, 0, 12, 10], [0, 0, 10, 10], [20, 20, 30, 30],
+                      [40, 40, 50, 50]], np.float32)
+    scores = np.array([0.6, 0.9, 0.8, 0.5, 0.4], np.float32)
+    classes = np.array([0, 0, 1, 0, 0])
+    points = np.array([[[0, 0]], [[10, 10]], [[5, 5]], [[1, 1]], [[2, 2]]], np.float32)
+    keep, blended, kps = weighted_nms(boxes, scores, classes, points, 0.5, 10)
+    # 1 (best) and 0 (IoU 0.67, same class) blend 0.9:0.6; 2 is another class; 3, 4 stand alone
+    assert keep.tolist() == [1, 2, 3, 4]
+    np.testing.assert_allclose(blended[0], [(2 * 0.9 + 0 * 0.6) / 1.5, 0, (12 * 0.9 + 10 * 0.6) / 1.5, 10],
+                               rtol=1e-6)
+    np.testing.assert_allclose(blended[1:], boxes[[2, 3, 4]])
+    np.testing.assert_allclose(kps[0], [[10 * 0.9 / 1.5, 10 * 0.9 / 1.5]], rtol=1e-6)
+    np.testing.assert_allclose(kps[1:], points[[2, 3, 4]])
+    # a higher threshold splits the cluster; the limit keeps the best clusters
+    assert weighted_nms(boxes, scores, classes, None, 0.7, 10)[0].tolist() == [1, 2, 0, 3, 4]
+    keep, blended, kps = weighted_nms(boxes, scores, classes, None, 0.5, 2)
+    assert keep.tolist() == [1, 2] and blended.shape == (2, 4) and kps is None
+    keep, blended, kps = weighted_nms(boxes[:0], scores[:0], classes[:0], points[:0], 0.5, 10)
+    assert keep.size == 0 and blended.shape == (0, 4) and kps.shape == (0, 1, 2)
+
+
+def test_weighted_nms_matches_greedy_on_disjoint_boxes():
+    rng = np.random.default_rng(3)
+    x = np.arange(30, dtype=np.float32) * 20
+    boxes = np.stack([x, x, x + 10, x + 10], axis=1)
+    scores = rng.random(30).astype(np.float32)
+    classes = np.zeros(30, np.int64)
+    keep, blended, _ = weighted_nms(boxes, scores, classes, None, 0.3, 12)
+    assert keep.tolist() == nms(boxes, scores, classes, 0.3, 12).tolist()
+    np.testing.assert_array_equal(blended, boxes[keep])
 
 
 def test_nms_class_offsets_survive_negative_and_large_coordinates():

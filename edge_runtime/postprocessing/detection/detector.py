@@ -9,7 +9,7 @@ import numpy as np
 
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext, label_for, round_float
 from edge_runtime.postprocessing.detection.candidates import Candidates, input_size
-from edge_runtime.postprocessing.detection.nms import nms
+from edge_runtime.postprocessing.detection.nms import nms, weighted_nms
 from edge_runtime.postprocessing.detection.options import FORMATS, DetectionOptions
 from edge_runtime.postprocessing.detection.ssd import SsdPostprocessDecoder, looks_like_ssd, shapes
 from edge_runtime.postprocessing.detection.ssd_anchors import AnchorsDecoder
@@ -18,6 +18,7 @@ from edge_runtime.preprocessing.geometry import Geometry
 
 logger = logging.getLogger(__name__)
 DEFAULT_IOU = 0.45
+WEIGHTED_BY_DEFAULT = {"anchors": "weighted"}  # MediaPipe blends its detectors' boxes
 
 
 class Decoder(Protocol):
@@ -81,10 +82,11 @@ class Detector:
         self.iou_threshold = options.iou_threshold
         if self.iou_threshold is None and not self.decoder.suppressed:
             self.iou_threshold = DEFAULT_IOU
+        self.nms = options.nms or WEIGHTED_BY_DEFAULT.get(fmt, "greedy")
         # NMS in input pixels: normalized units would stretch IoU on a non-square input.
         width, height = input_size(ctx.input_shape)
         self.pixels = np.asarray([width, height, width, height], np.float32)
-        logger.info("detection: format %s (%s)", fmt, self.decoder.describe())
+        logger.info("detection: format %s (%s), %s NMS", fmt, self.decoder.describe(), self.nms)
 
     def _allowed(self, names: tuple[str, ...]) -> np.ndarray | None:
         """Label indices allowed by the `classes` option (None = every class)."""
@@ -111,7 +113,14 @@ class Detector:
             if self.allowed is not None:
                 valid &= np.isin(found.classes + self.offset, self.allowed)
             found = found.take(valid)
-        if self.iou_threshold is not None:
+        if self.iou_threshold is not None and self.nms == "weighted":
+            keep, boxes, points = weighted_nms(found.boxes * self.pixels, found.scores,
+                                               found.classes, found.keypoints,
+                                               self.iou_threshold, self.max_detections)
+            found = Candidates(boxes / self.pixels, found.scores[keep], found.classes[keep],
+                               points)
+            keep = np.arange(keep.size)
+        elif self.iou_threshold is not None:
             keep = nms(found.boxes * self.pixels, found.scores, found.classes, self.iou_threshold,
                        self.max_detections)
         else:

@@ -53,6 +53,9 @@ class DetectionOptions:
     # Class-wise NMS IoU; default 0.45 for yolo/anchors. ssd-postprocess models did NMS in the
     # graph already, so there it runs only when set.
     iou_threshold: float | None = field(default=None, metadata=between(0.0, 1.0))
+    # greedy: keep the best of overlapping boxes; weighted: their score-weighted mean (MediaPipe's
+    # WEIGHTED suppression, steadier boxes). Default: weighted for anchors, greedy otherwise.
+    nms: Literal["greedy", "weighted"] | None = None
     classes: tuple[str, ...] = ()  # allow-list of labels; empty = all
     label_offset: int = 0  # label = labels[class id + label_offset] (e.g. 1 for a "???" row 0)
 
