@@ -45,4 +45,5 @@ def input_size(shape: tuple[int, ...]) -> tuple[int, int]:
 
 
 def sigmoid(values: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-values))
+    with np.errstate(over="ignore"):  # exp(100) overflows float32 to inf: the sigmoid is then 0
+        return 1.0 / (1.0 + np.exp(-values))
