@@ -22,30 +22,18 @@ import json
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
 import paho.mqtt.client as mqtt
 
 from common import REPO, Broker, cpu_summary, invoke_rate, percentiles, run_daemon, write_config
+from input_work import images_source, input_rate, invoke_beside_input, load_with_preprocessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from build_bench_model import build_images, build_mobilenet  # noqa: E402
-
-
-def load_with_preprocessor(model_path: Path, threads: int) -> tuple[Any, Any]:
-    """The model and the daemon's image preprocessing for it, from its metadata."""
-    from edge_runtime.model.runtime import select_runtime
-    from edge_runtime.model.tflite_model import TfliteModel
-    from edge_runtime.preprocessing import ImagePreprocessor, PreprocessSpec
-
-    model = TfliteModel(model_path, select_runtime(), threads=threads)
-    spec = PreprocessSpec().updated(model.metadata.preprocess if model.metadata else {})
-    return model, ImagePreprocessor(spec, model.inputs[0])
 
 
 def naive_loop(model_path: Path, frames: list[Path], threads: int, port: int) -> tuple[float, dict]:
@@ -87,48 +75,6 @@ def interpreter_busy(invoke_ms: list[float], rate: float) -> float:
     return sum(invoke_ms[1:]) / elapsed_ms
 
 
-def input_rate(model_path: Path, frames_dir: Path, stop: threading.Event | None = None) -> float:
-    """(d) Frames/s the daemon's source and preprocessing manage alone, on one thread; with
-    `stop`, round after round over the frames until it is set."""
-    from edge_runtime.sources.base import EndOfStream, SourceContext
-    from edge_runtime.sources.images import ImagesOptions, ImagesSource
-
-    model, preprocess = load_with_preprocessor(model_path, 1)
-    source = ImagesSource(ImagesOptions("images", str(frames_dir)),
-                          SourceContext(frames_dir, "bench",
-                                        image_size=(preprocess.width, preprocess.height)))
-    out = np.zeros(model.inputs[0].shape, model.inputs[0].dtype)
-    source.open()
-    count, start = 0, time.perf_counter()
-    while stop is None or not stop.is_set():
-        try:
-            frame = source.read()
-        except EndOfStream:
-            if stop is None:
-                break
-            source.open()  # the model is loaded once, not per round
-            continue
-        preprocess(frame.data, out)
-        count += 1
-    return count / (time.perf_counter() - start)
-
-
-def contended_invoke_rate(model_path: Path, frames_dir: Path, threads: int) -> float:
-    """(e) (a) again while another thread does (d)'s input work non-stop: what the interpreter
-    can reach when the frames' decoding shares the machine with it, as it must in (b)."""
-    stop = threading.Event()
-
-    worker = threading.Thread(target=input_rate, args=(model_path, frames_dir, stop),
-                              name="bench-input", daemon=True)
-    worker.start()
-    try:
-        time.sleep(0.2)
-        return invoke_rate(model_path, threads)[0]
-    finally:
-        stop.set()
-        worker.join()
-
-
 def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rounds: int,
             daemon_path: Path) -> dict[str, float]:
     # The machine may be shared: the measurements alternate for `rounds` rounds and the median
@@ -147,8 +93,8 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
             a, invoke_ms = invoke_rate(model, threads)
             b = run_daemon(config, broker.port, len(frames), pythonpath=daemon_path)
             c, naive_ms = naive_loop(model, frames, threads, broker.port)
-            d = input_rate(model, frames_dir)
-            e = contended_invoke_rate(model, frames_dir, threads)
+            d = input_rate(model, images_source(frames_dir))
+            e = invoke_beside_input(model, threads, images_source(frames_dir))[0]
             complete = complete and b.results == len(frames)
             busy["b"].append(interpreter_busy(b.timings.get("inference", []), b.rate))
             busy["c"].append(interpreter_busy(naive_ms["inference"], c))

@@ -3,7 +3,8 @@
 MobileNetV2 (224x224x3, 1000 classes) with random weights: the same graph, tensor sizes and
 operator mix as the real model, so invoke time is representative; the scores are meaningless,
 which does not matter for throughput. Converted to full-int8 (uint8 in/out like Coral-style
-models). Cached under bench/.cache/ (git-ignored; ~4 MB), rebuilt only when missing.
+models) and to float32. Inputs: 640x480 JPEG frames and a looping 720x528 MPEG-4 video. Cached
+under bench/.cache/ (git-ignored; ~20 MB), rebuilt only when missing.
 
     python bench/build_bench_model.py            # prints the cached model's path
 """
@@ -20,13 +21,18 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 CACHE = REPO / "bench" / ".cache"
 MOBILENET = CACHE / "mobilenet_v2_int8.tflite"
+MOBILENET_FLOAT = CACHE / "mobilenet_v2_float.tflite"
 IMAGE_COUNT = 200
 IMAGE_SIZE = (640, 480)  # width, height: a typical camera frame, decoded per frame like a camera
+VIDEO = CACHE / "street_720x528.mp4"
+VIDEO_SIZE = (720, 528)  # width, height of the looping video the issue's float32 case used
+VIDEO_FRAMES = 300
 
 logger = logging.getLogger("bench")
 
 
-def build_mobilenet(path: Path = MOBILENET) -> Path:
+def build_mobilenet(path: Path = MOBILENET, quantized: bool = True) -> Path:
+    """MobileNetV2 224x224, full-int8 (uint8 in/out) or, with `quantized=False`, float32."""
     if path.is_file():
         return path
     sys.path.insert(0, str(REPO))
@@ -35,7 +41,8 @@ def build_mobilenet(path: Path = MOBILENET) -> Path:
     from converters.metadata_writer import embed_metadata
     from edge_runtime.model.metadata import ModelMetadata
 
-    logger.info("building %s (MobileNetV2, random weights, int8); takes a minute", path)
+    logger.info("building %s (MobileNetV2, random weights, %s); takes a minute", path,
+                "int8" if quantized else "float32")
     tf.keras.utils.set_random_seed(0)
     model = tf.keras.applications.MobileNetV2(weights=None, input_shape=(224, 224, 3))
     rng = np.random.default_rng(0)
@@ -45,11 +52,12 @@ def build_mobilenet(path: Path = MOBILENET) -> Path:
             yield [rng.uniform(-1, 1, (1, 224, 224, 3)).astype(np.float32)]
 
     converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = representative
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.uint8
-    converter.inference_output_type = tf.uint8
+    if quantized:
+        converter.optimizations = [tf.lite.Optimize.DEFAULT]
+        converter.representative_dataset = representative
+        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.inference_input_type = tf.uint8
+        converter.inference_output_type = tf.uint8
     data = converter.convert()
     metadata = ModelMetadata(
         task="classification",
@@ -84,12 +92,47 @@ def build_images(folder: Path = CACHE / "frames", count: int = IMAGE_COUNT) -> P
     return folder
 
 
+def build_mobilenet_float(path: Path = MOBILENET_FLOAT) -> Path:
+    return build_mobilenet(path, quantized=False)
+
+
+def build_video(path: Path = VIDEO, frames: int = VIDEO_FRAMES) -> Path:
+    """A camera-like MPEG-4 video (moving gradients, shapes and sensor noise), decoded per frame
+    by OpenCV's FFmpeg backend as the daemon's `video` source does."""
+    import cv2
+
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    width, height = VIDEO_SIZE
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:height, 0:width].astype(np.float32)
+    partial = path.with_suffix(".partial.mp4")
+    writer = cv2.VideoWriter(str(partial), cv2.VideoWriter_fourcc(*"mp4v"), 30, (width, height))
+    if not writer.isOpened():
+        raise RuntimeError("OpenCV cannot write MPEG-4 video here")
+    for i in range(frames):
+        base = np.stack([(xx + 4 * i) % 256, (yy + 2 * i) % 256, (xx - yy + 3 * i) / 2 % 256],
+                        axis=-1)
+        frame = np.clip(base + rng.normal(0, 8, base.shape), 0, 255).astype(np.uint8)
+        cx, cy = (100 + 5 * i) % width, (150 + 3 * i) % height
+        cv2.circle(frame, (cx, cy), 60, (40, 200, 90), -1)
+        cv2.rectangle(frame, ((400 - 4 * i) % width, 300), ((400 - 4 * i) % width + 120, 420),
+                      (220, 60, 60), -1)
+        writer.write(frame)
+    writer.release()
+    partial.rename(path)
+    return path
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     print(build_mobilenet())
+    print(build_mobilenet_float())
     print(build_images())
+    print(build_video())
     return 0
 
 

@@ -65,14 +65,17 @@ class Broker:
 
 
 class Counter:
-    """Subscribes to one topic and records each message's arrival time and payload."""
+    """Subscribes to one topic and records each message's arrival time and payload; keeps the
+    last message on each of `keep_last` (e.g. the daemon's stats topic)."""
 
-    def __init__(self, port: int, topic: str, qos: int = 1) -> None:
+    def __init__(self, port: int, topic: str, qos: int = 1, keep_last: Sequence[str] = ()) -> None:
+        self.topic = topic
         self.times: list[float] = []
         self.bodies: list[bytes] = []
+        self.last: dict[str, bytes] = {}
         self._ready = threading.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
-        self._client.on_connect = lambda c, *a: c.subscribe(topic, qos)
+        self._client.on_connect = lambda c, *a: c.subscribe([(t, qos) for t in (topic, *keep_last)])
         self._client.on_subscribe = lambda *a: self._ready.set()
         self._client.on_message = self._on_message
         self._client.connect("127.0.0.1", port)
@@ -81,12 +84,20 @@ class Counter:
             raise RuntimeError("subscription not acknowledged")
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        if msg.topic != self.topic:
+            self.last[msg.topic] = msg.payload
+            return
         self.times.append(time.perf_counter())
         self.bodies.append(msg.payload)
 
     def wait_for(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         while len(self.times) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    def wait_for_last(self, topic: str, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while topic not in self.last and time.monotonic() < deadline:
             time.sleep(0.05)
 
     def rate(self) -> float:
@@ -116,6 +127,12 @@ class DaemonRun:
     exit_code: int = 0
     # CPU seconds per thread name (the daemon names its threads for the kernel), last sample
     cpu_s: dict[str, float] = field(default_factory=dict)
+    stats: dict[str, Any] = field(default_factory=dict)  # the last retained stats message
+    first_result_s: float = 0.0  # from process start to the first result received
+
+    def interpreter(self, pipeline: str = "bench") -> dict[str, Any]:
+        """The pipeline's `interpreter` entry of the last stats message (InvokeMeter)."""
+        return self.stats.get("pipelines", {}).get(pipeline, {}).get("interpreter", {})
 
     def cpu_ms_per_result(self) -> dict[str, float]:
         """Thread name -> CPU ms per result, busiest first; the unnamed main thread's time is
@@ -137,13 +154,17 @@ def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos
 
 
 def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
-               pythonpath: Path = REPO, qos: int = 1) -> DaemonRun:
-    """Run the daemon on `config` until its file source is done; count its results."""
+               pythonpath: Path = REPO, qos: int = 1, stop_after: int = 0,
+               pipeline: str = "bench") -> DaemonRun:
+    """Run the daemon on `config` until its file source is done (or, with `stop_after`, until
+    that many results arrived: then SIGTERM, for looping sources); count its results."""
     # The counter subscribes at QoS 0 (it acknowledges nothing): on a 2-core machine a Python
     # subscriber acking every message would take a core from the daemon it measures.
-    counter = Counter(port, "edge/bench/bench/result", 0)
+    stats_topic = "edge/bench/stats"
+    counter = Counter(port, f"edge/bench/{pipeline}/result", 0, keep_last=(stats_topic,))
     env = dict(os.environ, PYTHONPATH=str(pythonpath))
     env.pop("NOTIFY_SOCKET", None)
+    started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "edge_runtime", "--log-level", "warning",
                                 "run", "--config", str(config)], env=env, cwd=pythonpath)
     peak = 0.0
@@ -153,9 +174,13 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
         while process.poll() is None and time.monotonic() < deadline:
             peak = max(peak, rss_mb(process.pid))
             ticks.update(thread_ticks(process.pid))
+            if stop_after and len(counter.times) >= stop_after:
+                process.send_signal(signal.SIGTERM)
+                break
             time.sleep(0.05)
-        code = process.wait(10)
-        counter.wait_for(expected, 10)
+        code = process.wait(30)
+        counter.wait_for(stop_after or expected, 10)
+        counter.wait_for_last(stats_topic, 5)
     finally:
         if process.poll() is None:
             process.kill()
@@ -163,7 +188,10 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
     cpu: dict[str, float] = {}
     for name, count in ticks.values():
         cpu[name] = cpu.get(name, 0.0) + count / os.sysconf("SC_CLK_TCK")
-    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu)
+    stats = json.loads(counter.last[stats_topic]) if stats_topic in counter.last else {}
+    first = counter.times[0] - started if counter.times else 0.0
+    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu,
+                     stats, first)
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:

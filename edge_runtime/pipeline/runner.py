@@ -39,6 +39,7 @@ from edge_runtime.model.tflite_model import dequantize
 from edge_runtime.pipeline.assembly import PipelineParts
 from edge_runtime.pipeline.batch import BatchSink, ResultBatch
 from edge_runtime.pipeline.gate import MotionGate
+from edge_runtime.pipeline.invoke_meter import InvokeMeter
 from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.stages import END, Job, Stages
@@ -108,6 +109,7 @@ class PipelineRunner:
         self._policy = PublishPolicy(parts.config.publish, clock)
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
+        self.meter = InvokeMeter()  # the inference thread's time, by cause (stats "interpreter")
         self.overlap = not sensor if overlap is None else overlap
         loops: list[tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
         if self.overlap:
@@ -269,11 +271,14 @@ class PipelineRunner:
         beat = self._heartbeats.register(f"inference-{self.name}")
         backoff = Backoff(1.0, 60.0)
         stages = self._stages
+        meter = self.meter
+        meter.bind_thread()
         inline_job = None if self.overlap else stages.free.get()
         try:
             while not self._stop.is_set():
                 if inline_job is None:
                     job = self._get(stages.prepared, beat)
+                    meter.mark("wait_input")
                     if job is False:
                         continue
                     if job is END:
@@ -282,12 +287,15 @@ class PipelineRunner:
                     beat.beat()
                     self._batch.flush_unless(more_coming=self.slot.ready)
                     frame = self._gated_frame()
+                    meter.mark("wait_input")
                     if frame is None:
                         if self.slot.finished:
                             break
                         continue
                     job = inline_job
-                    if not self._prepare(job, frame, into_tensor=True):
+                    prepared = self._prepare(job, frame, into_tensor=True)
+                    meter.mark("prepare")
+                    if not prepared:
                         continue
                     self._gate.inferred()
                 assert isinstance(job, Job)
@@ -298,8 +306,10 @@ class PipelineRunner:
                     backoff.reset()
                     if inline_job is None:
                         stages.inferred.put(job)
+                        meter.mark("hand_off")
                     else:
                         self._publish_guarded(job)
+                        meter.mark("publish")
                     continue
                 except PreprocessError as exc:  # only when a reload changed the input
                     self.stats.input_errors += 1
@@ -310,9 +320,11 @@ class PipelineRunner:
                     self.stats.last_error = str(exc)
                     logger.exception("pipeline %s: inference failed; reloading the model", self.name)
                     self._reload(backoff, beat)
+                    meter.idle()
                 if inline_job is None:
                     stages.free.put(job)
         finally:
+            meter.close()
             if inline_job is not None:
                 self._batch.flush()
             self.stats.state = "stopped" if self._stop.is_set() else "finished"
@@ -329,11 +341,14 @@ class PipelineRunner:
             job.parts = parts
         elif not job.in_tensor:
             model.fill_input(lambda out: np.copyto(out, job.input))
-        t0 = time.perf_counter()
+        meter = self.meter
+        meter.mark("copy_in")
+        meter.invoke_starting()
         model.invoke()
-        job.timing_ms["inference"] = (time.perf_counter() - t0) * 1e3
+        job.timing_ms["inference"] = meter.invoke_ended() * 1e3
         # get_tensor copies: the copies travel with the job while the interpreter runs on.
         job.outputs = [model.raw_output(i) for i in range(len(model.outputs))]
+        meter.mark("copy_out")
 
     def _reload(self, backoff: Backoff, beat: Heartbeat) -> None:
         while not self._stop.is_set():

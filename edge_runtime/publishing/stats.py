@@ -22,6 +22,7 @@ class PipelineView(Protocol):
 
     name: str
     stats: Any  # PipelineStats: frames, results, failures, state
+    meter: Any  # pipeline/invoke_meter.py InvokeMeter: the interpreter thread's time by cause
 
     @property
     def dropped(self) -> int: ...
@@ -69,6 +70,7 @@ class StatsReporter:
                 "delegate": str(getattr(stats, "delegate", "cpu")),  # "cpu (edgetpu unavailable)"
                 "bad_inputs": int(runner.input_errors()),
                 "failures": int(stats.failures),
+                "interpreter": runner.meter.snapshot().to_dict(),
             }
         for name, counts in outbox.pipelines.items():
             # Pipelines no longer in the config may still have results waiting from an older run.
