@@ -17,11 +17,13 @@ from edge_runtime.config.schema import (
     PublishConfig,
     topic_safe,
 )
+from edge_runtime.config.cascade import parse_escalate, parse_stages
 from edge_runtime.config.typed import ConfigError, Context, build
 from edge_runtime.sources.registry import SOURCES
 
 TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging")
-PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate", "publish")
+PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate", "publish",
+                 "stages", "escalate")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -124,4 +126,11 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
         raise ctx.error(f"{key}.postprocess", "expected a table")
     gate = build(GateConfig, table.get("gate", {}), f"{key}.gate", ctx)
     publish = build(PublishConfig, table.get("publish", {}), f"{key}.publish", ctx)
-    return PipelineConfig(name, source, model, preprocess, dict(postprocess), index, gate, publish)
+    stages = parse_stages(table.get("stages", []), f"{key}.stages", ctx, ModelConfig,
+                          PreprocessConfig, topic_safe)
+    escalate = None
+    if "escalate" in table:
+        escalate = parse_escalate(table["escalate"], f"{key}.escalate", ctx, ModelConfig,
+                                  PreprocessConfig)
+    return PipelineConfig(name, source, model, preprocess, dict(postprocess), index, gate, publish,
+                          stages, escalate)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from edge_runtime.config.cascade import EscalateConfig, StageConfig
 from edge_runtime.config.typed import at_least
 
 _NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
@@ -132,6 +133,8 @@ class PipelineConfig:
     index: int = 0  # position in the file, for error messages
     gate: GateConfig = field(default_factory=GateConfig)
     publish: PublishConfig = field(default_factory=PublishConfig)
+    stages: tuple[StageConfig, ...] = ()  # models run on crops of the detections (cascade.py)
+    escalate: EscalateConfig | None = None  # a bigger model when this one is unsure
 
 
 @dataclass(frozen=True)

@@ -118,6 +118,34 @@ class TfliteModel:
             raise ModelLoadError(path, str(exc)) from None
         return data
 
+    def resize_batch(self, batch: int) -> bool:
+        """Give the input a batch of `batch` (first dimension) and reallocate; True if every output
+        followed (one row per input), else the model is put back as it was and False."""
+        spec = self.inputs[0]
+        if len(self.inputs) != 1 or not spec.shape or spec.shape[0] == batch:
+            return len(self.inputs) == 1 and bool(spec.shape) and spec.shape[0] == batch
+        before = spec.shape
+        try:
+            self._interpreter.resize_tensor_input(spec.index, [batch, *spec.shape[1:]])
+            self._interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            logger.debug("%s: no batch of %d: %s", self.name, batch, exc)
+            self._restore(before)
+            return False
+        outputs = [TensorSpec.from_details(d) for d in self._interpreter.get_output_details()]
+        if any(not o.shape or o.shape[0] != batch for o in outputs):
+            self._restore(before)
+            return False
+        self.inputs = [TensorSpec.from_details(d) for d in self._interpreter.get_input_details()]
+        self.outputs = outputs
+        return True
+
+    def _restore(self, shape: tuple[int, ...]) -> None:
+        self._interpreter.resize_tensor_input(self.inputs[0].index, list(shape))
+        self._interpreter.allocate_tensors()
+        self.inputs = [TensorSpec.from_details(d) for d in self._interpreter.get_input_details()]
+        self.outputs = [TensorSpec.from_details(d) for d in self._interpreter.get_output_details()]
+
     @property
     def name(self) -> str:
         return self.path.stem

@@ -19,6 +19,7 @@ from edge_runtime.model.delegates import CPU, LoadedModel
 from edge_runtime.model.delegates import load_model as load_with_delegate
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.pipeline.cascade import Cascade, build_cascade
 from edge_runtime.pipeline.publish_policy import CHANGE_TASKS
 from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
 from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
@@ -44,10 +45,11 @@ class PipelineParts:
     postprocess: Postprocessor
     make_source: Callable[[], Source]
     delegate: str = "cpu"  # what the model runs on (delegates.load_model)
+    cascade: Cascade | None = None  # stages on detection crops, escalation (cascade.py)
 
 
-def load_model(pipeline: PipelineConfig, app: AppConfig) -> LoadedModel:
-    key = f"pipelines[{pipeline.index}].model"
+def load_model(pipeline: PipelineConfig, app: AppConfig, key: str | None = None) -> LoadedModel:
+    key = f"{key or f'pipelines[{pipeline.index}]'}.model"
     try:
         runtime = select_runtime(pipeline.model.runtime)
         return load_with_delegate(pipeline.model.path, runtime, threads=pipeline.model.threads,
@@ -72,13 +74,15 @@ def read_labels(path: Path, app: AppConfig, key: str) -> tuple[str, ...]:
     return tuple(line.strip() for line in lines)
 
 
-def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None) -> PipelineParts:
-    """Build every part of a pipeline; ConfigError on any mismatch."""
-    key = f"pipelines[{pipeline.index}]"
+def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None,
+             key: str | None = None) -> PipelineParts:
+    """Build every part of a pipeline; ConfigError on any mismatch. `key`: where the model spec
+    is in the file (a stage's `pipelines[0].stages[1]`; default the pipeline's)."""
+    key = key or f"pipelines[{pipeline.index}]"
     ctx = Context(app.file, app.base_dir)
     delegate = CPU
     if model is None:
-        loaded = load_model(pipeline, app)
+        loaded = load_model(pipeline, app, key)
         model, delegate = loaded.model, loaded.delegate
     meta = model.metadata
     if len(model.inputs) != 1:
@@ -162,4 +166,6 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
             make_source().close()
         except SourceError as exc:
             raise ConfigError(app.file, f"{key}.source", str(exc)) from exc
-    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, delegate)
+    cascade = build_cascade(pipeline, app, task, labels, assemble)
+    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, delegate,
+                         cascade)

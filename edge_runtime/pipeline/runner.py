@@ -38,6 +38,7 @@ from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.tflite_model import dequantize
 from edge_runtime.pipeline.assembly import PipelineParts
 from edge_runtime.pipeline.batch import BatchSink, ResultBatch
+from edge_runtime.pipeline.cascade import CascadeStats
 from edge_runtime.pipeline.gate import MotionGate
 from edge_runtime.pipeline.invoke_meter import InvokeMeter
 from edge_runtime.pipeline.publish_policy import PublishPolicy
@@ -76,6 +77,7 @@ class PipelineStats:
     state: str = "starting"
     last_error: str = ""
     delegate: str = "cpu"  # what the model runs on, e.g. "cpu (edgetpu unavailable)"
+    cascade: CascadeStats = field(default_factory=CascadeStats)  # publish: escalations, stages
     started: float = field(default_factory=time.monotonic)
 
 
@@ -403,9 +405,17 @@ class PipelineRunner:
         outputs = [dequantize(raw, spec) for raw, spec in zip(job.outputs, model.outputs)]
         fields = parts.postprocess(outputs, job.geometry)
         job.timing_ms["postprocess"] = (time.perf_counter() - t0) * 1e3
+        model_info = {"name": model.name, "sha256": model.sha256}
+        timing_ms = dict(job.timing_ms)
+        cascade = parts.cascade  # escalation, stages on the detections (cascade.py)
+        if cascade is not None:
+            fields, model_info = cascade.escalate(frame, fields, model_info, timing_ms,
+                                                  self.stats.cascade)
         if not self._policy.should_publish(fields):
             self.stats.suppressed += 1
             return
+        if cascade is not None:
+            cascade.run_stages(frame, fields, timing_ms, self.stats.cascade)
         source: dict[str, Any] = {"frame": frame.index}
         if frame.data.dtype.kind == "u":  # an image; sensor windows have no pixel size
             source.update(width=frame.width, height=frame.height)
@@ -416,8 +426,8 @@ class PipelineRunner:
             pipeline=self.name,
             captured=frame.captured,
             source=source,
-            model={"name": model.name, "sha256": model.sha256},
-            timing_ms=dict(job.timing_ms),
+            model=model_info,
+            timing_ms=timing_ms,
             task_fields=fields,
         )
         self._batch.add(body)

@@ -72,6 +72,12 @@ class StatsReporter:
                 "failures": int(stats.failures),
                 "interpreter": runner.meter.snapshot().to_dict(),
             }
+            cascade = getattr(stats, "cascade", None)  # pipeline/cascade.py's CascadeStats
+            if cascade is not None and (cascade.stages or cascade.escalation_checks):
+                pipelines[runner.name].update(
+                    escalations=int(cascade.escalations),
+                    escalation_failures=int(cascade.escalation_failures),
+                    stages=cascade.to_dict())
         for name, counts in outbox.pipelines.items():
             # Pipelines no longer in the config may still have results waiting from an older run.
             entry = pipelines.setdefault(name, {"state": "not configured"})

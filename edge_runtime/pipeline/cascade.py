@@ -1,0 +1,274 @@
+"""More than one model per pipeline: stages on detection crops, and confidence escalation.
+
+    primary result ──► escalate? (top score < below: the bigger model answers instead)
+                   └─► stages: for each detection the stage is `on`, best first, at most
+                       max_per_frame: crop (crops.py) -> the stage's preprocessing -> its model
+                       (the crops in one invoke when the model takes a batch) -> its task;
+                       detection["stages"][name] = the task's fields
+
+Both run where the pipeline post-processes (its publish thread, or its one worker for sensor
+pipelines): the pipeline's interpreter is already busy with the next frame meanwhile (invoke
+releases the GIL), so a stage holds up the primary model only when it takes longer than a frame.
+Each secondary interpreter is touched by that one thread only.
+
+A stage's model is built exactly like a pipeline's (pipeline/assembly.py, with the key path
+`pipelines[i].stages[j]`), so its task fields are what a pipeline of that task would publish; its
+coordinates (a detection or landmark stage) are mapped back to the original frame.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+from edge_runtime.config.cascade import StageConfig
+from edge_runtime.config.typed import ConfigError
+from edge_runtime.model.tflite_model import TfliteModel, dequantize
+from edge_runtime.pipeline.crops import Region, crop_region, cut, to_frame_geometry
+from edge_runtime.postprocessing.base import PostprocessError
+from edge_runtime.ratelimit import RateLimitedLogger
+from edge_runtime.sources.base import Frame
+
+if TYPE_CHECKING:
+    from edge_runtime.config.schema import AppConfig, PipelineConfig
+    from edge_runtime.pipeline.assembly import PipelineParts
+
+logger = logging.getLogger(__name__)
+_warn = RateLimitedLogger(logger)
+
+ESCALATE_TASKS = ("classification",)  # tasks with a top score to be unsure about
+
+
+@dataclass
+class StageCounters:
+    invocations: int = 0  # model invokes (a batch of crops is one)
+    crops: int = 0  # detections the stage ran on
+    failures: int = 0  # crops left without a result (model or post-processing error)
+
+
+@dataclass
+class CascadeStats:
+    """Written by the thread that post-processes; read by the stats reporter."""
+
+    escalations: int = 0
+    escalation_checks: int = 0  # results the escalation rule looked at
+    escalation_failures: int = 0  # the bigger model failed: the pipeline model's answer went out
+    stages: dict[str, StageCounters] = field(default_factory=dict)
+
+    def stage(self, name: str) -> StageCounters:
+        if name not in self.stages:
+            self.stages[name] = StageCounters()
+        return self.stages[name]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {name: {"invocations": c.invocations, "crops": c.crops, "failures": c.failures}
+                for name, c in self.stages.items()}
+
+
+def batch_capacity(model: TfliteModel, wanted: int) -> tuple[int, bool]:
+    """(crops per invoke, whether the batch is resized per call) for a stage's model.
+
+    A model whose input already has a batch of N > 1 takes N crops per invoke (a short batch is
+    padded); a batch-1 model that accepts `resize_tensor_input` to `wanted` (every output then has
+    one row per input) is resized to each call's crop count; anything else runs crop by crop.
+    """
+    first = model.inputs[0].shape[0] if model.inputs[0].shape else 1
+    if first > 1:
+        return first, False
+    if wanted > 1 and model.resize_batch(wanted):
+        model.resize_batch(1)
+        return wanted, True
+    return 1, False
+
+
+class Stage:
+    """One `[[pipelines.stages]]` entry, built: crops -> model -> task fields per detection."""
+
+    def __init__(self, config: StageConfig, parts: PipelineParts, batching: bool = True) -> None:
+        self.config = config
+        self.name = config.name
+        self.on = frozenset(config.on)
+        self.parts = parts
+        self.model = parts.model
+        self.single_shape = self.model.inputs[0].shape
+        self.capacity, self.resizable = batch_capacity(self.model, config.max_per_frame) \
+            if batching else (1, False)
+        if not batching and self.single_shape and self.single_shape[0] > 1:
+            self.capacity = self.single_shape[0]  # a fixed batch cannot be avoided
+        self._batch = self.model.inputs[0].shape[0] if self.model.inputs[0].shape else 1
+
+    def describe(self) -> str:
+        mode = (f"up to {self.capacity} crops per invoke" if self.capacity > 1
+                else "one crop per invoke")
+        return f"stage {self.name}: {self.model.name}, task {self.parts.task}, {mode}"
+
+    def select(self, detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """The detections this stage runs on: its labels, best first, at most max_per_frame."""
+        chosen = [d for d in detections if not self.on or d.get("label") in self.on]
+        chosen.sort(key=lambda d: -float(d.get("score", 0.0)))
+        return chosen[: self.config.max_per_frame]
+
+    def run(self, frame: Frame, detections: list[dict[str, Any]], counters: StageCounters) -> None:
+        """Add `stages[name]` to each selected detection (in place)."""
+        image = frame.data
+        height, width = image.shape[:2]
+        work: list[tuple[dict[str, Any], Region]] = []
+        for detection in self.select(detections):
+            region = crop_region(detection["box"], width, height, self.config.crop)
+            if region is not None:
+                work.append((detection, region))
+        for start in range(0, len(work), self.capacity):
+            chunk = work[start:start + self.capacity]
+            try:
+                self._run_chunk(frame, chunk, width, height, counters)
+            except Exception as exc:  # noqa: BLE001 - a stage never costs the primary result
+                counters.failures += len(chunk)
+                _warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
+                              self.name, len(chunk), exc)
+
+    def _run_chunk(self, frame: Frame, chunk: list[tuple[dict[str, Any], Region]], width: int,
+                   height: int, counters: StageCounters) -> None:
+        model, parts = self.model, self.parts
+        if self.resizable and self._batch != len(chunk):
+            if not model.resize_batch(len(chunk)):
+                raise PostprocessError(f"the model no longer takes a batch of {len(chunk)}")
+            self._batch = len(chunk)
+
+        def fill(out: np.ndarray) -> list[Any]:
+            if len(chunk) < out.shape[0]:
+                out[len(chunk):] = 0  # a fixed batch's unused rows
+            return [parts.preprocess(Frame(cut(frame.data, region), frame.index), out[k:k + 1])
+                    for k, (_, region) in enumerate(chunk)]
+
+        geometries = model.fill_input(fill)
+        model.invoke()
+        counters.invocations += 1
+        counters.crops += len(chunk)
+        raw = [model.raw_output(i) for i in range(len(model.outputs))]
+        for k, (detection, region) in enumerate(chunk):
+            outputs = [dequantize(r[k:k + 1], spec) for r, spec in zip(raw, model.outputs)]
+            geometry = geometries[k]
+            if geometry is not None:
+                geometry = to_frame_geometry(geometry, region, width, height)
+            try:
+                fields = parts.postprocess(outputs, geometry)
+            except PostprocessError as exc:
+                counters.failures += 1
+                _warn.warning(f"stage-{self.name}", "stage %s: no result for a crop: %s",
+                              self.name, exc)
+                continue
+            detection.setdefault("stages", {})[self.name] = fields
+
+
+class Escalation:
+    """`[pipelines.escalate]`: the bigger model answers when the pipeline's is unsure."""
+
+    def __init__(self, below: float, parts: PipelineParts) -> None:
+        self.below = below
+        self.parts = parts
+        self.model = parts.model
+
+    def unsure(self, fields: dict[str, Any]) -> bool:
+        classes = fields.get("classes") or []
+        top = float(classes[0]["score"]) if classes else 0.0
+        return top < self.below
+
+    def run(self, frame: Frame) -> dict[str, Any]:
+        parts, model = self.parts, self.model
+        geometry = model.fill_input(lambda out: parts.preprocess(frame, out))
+        model.invoke()
+        return parts.postprocess([model.output(i) for i in range(len(model.outputs))], geometry)
+
+
+@dataclass
+class Cascade:
+    """A pipeline's secondary models; `apply` runs them on one primary result."""
+
+    stages: tuple[Stage, ...] = ()
+    escalation: Escalation | None = None
+
+    def escalate(self, frame: Frame, fields: dict[str, Any], model: dict[str, Any],
+                 timing_ms: dict[str, float], stats: CascadeStats) -> tuple[dict[str, Any],
+                                                                            dict[str, Any]]:
+        """(task fields, model) of the deciding model; `escalated` added when escalation is on."""
+        if self.escalation is None:
+            return fields, model
+        stats.escalation_checks += 1
+        escalated = self.escalation.unsure(fields)
+        if escalated:
+            t0 = time.perf_counter()
+            try:
+                fields = self.escalation.run(frame)
+            except Exception as exc:  # noqa: BLE001 - the small model's answer still stands
+                stats.escalation_failures += 1
+                _warn.warning("escalate", "escalation model %s failed, publishing the pipeline "
+                              "model's answer: %s", self.escalation.model.name, exc)
+                return {**fields, "escalated": False}, model
+            timing_ms["escalation"] = (time.perf_counter() - t0) * 1e3
+            big = self.escalation.model
+            model = {"name": big.name, "sha256": big.sha256}
+            stats.escalations += 1
+        return {**fields, "escalated": escalated}, model
+
+    def run_stages(self, frame: Frame, fields: dict[str, Any], timing_ms: dict[str, float],
+                   stats: CascadeStats) -> None:
+        """Each stage's fields into the detections it runs on; its time as `stages.<name>`."""
+        detections = fields.get("detections")
+        for stage in self.stages:
+            t0 = time.perf_counter()
+            if detections:
+                stage.run(frame, detections, stats.stage(stage.name))
+            timing_ms[f"stages.{stage.name}"] = (time.perf_counter() - t0) * 1e3
+
+
+def build_cascade(pipeline: PipelineConfig, app: AppConfig, task: str, labels: tuple[str, ...],
+                  assemble: Callable[..., PipelineParts]) -> Cascade | None:
+    """The pipeline's stages and escalation, each model built like a pipeline's; ConfigError
+    naming `pipelines[i].stages[j]...` or `pipelines[i].escalate...` on any mismatch."""
+    if not pipeline.stages and pipeline.escalate is None:
+        return None
+    key = f"pipelines[{pipeline.index}]"
+    stages = []
+    if pipeline.stages and task != "detection":
+        raise ConfigError(app.file, f"{key}.stages",
+                          f"stages run on detections; this pipeline's task is {task!r}")
+    for stage in pipeline.stages:
+        at = f"{key}.stages[{stage.index}]"
+        unknown = [label for label in stage.on if labels and label not in labels]
+        if unknown:
+            raise ConfigError(app.file, f"{at}.on",
+                              f"unknown label {unknown[0]!r} (the detector's labels: "
+                              f"{', '.join(labels[:20])})")
+        parts = assemble(_as_pipeline(pipeline, stage.model, stage.preprocess, stage.postprocess,
+                                      f"{pipeline.name}.{stage.name}"), app, key=at)
+        stages.append(Stage(stage, parts))
+        logger.info("pipeline %s: %s", pipeline.name, stages[-1].describe())
+    escalation = None
+    if pipeline.escalate is not None:
+        at = f"{key}.escalate"
+        if task not in ESCALATE_TASKS:
+            raise ConfigError(app.file, at, f"escalation compares top scores; task {task!r} has "
+                                            f"none (use {' or '.join(ESCALATE_TASKS)})")
+        config = pipeline.escalate
+        parts = assemble(_as_pipeline(pipeline, config.model, config.preprocess,
+                                      config.postprocess, f"{pipeline.name}.escalate"), app, key=at)
+        if parts.task != task:
+            raise ConfigError(app.file, f"{at}.postprocess.task",
+                              f"the escalation model's task is {parts.task!r}, the pipeline's "
+                              f"{task!r}: they must answer the same question")
+        escalation = Escalation(config.below, parts)
+    return Cascade(tuple(stages), escalation)
+
+
+def _as_pipeline(pipeline: PipelineConfig, model: Any, preprocess: Any,
+                 postprocess: dict[str, Any], name: str) -> PipelineConfig:
+    """A secondary model as a pipeline of its own (same source kind; no gate, policy or stages)."""
+    from edge_runtime.config.schema import GateConfig, PreprocessConfig, PublishConfig
+
+    return replace(pipeline, name=name, model=model,
+                   preprocess=preprocess or PreprocessConfig(), postprocess=dict(postprocess),
+                   gate=GateConfig(), publish=PublishConfig(), stages=(), escalate=None)
