@@ -86,6 +86,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         print(f"pipeline {part.config.name}: {part.config.source.type} -> {model.path.name} "
               f"({model.runtime.describe()}, {part.delegate}, task {part.task}) -> "
               f"{app.mqtt.topic_prefix}/{app.device.id}/{part.config.name}/result")
+        if part.cascade is not None:
+            for line in part.cascade.describe():
+                print(f"  {line}")
     print(f"{args.config}: OK")
     return EXIT_OK
 

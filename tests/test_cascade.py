@@ -307,3 +307,15 @@ def test_schema_checks_stage_fields_like_a_pipeline_result():
     for bad in (bad_class, bad_box, bad_flag):
         with pytest.raises(jsonschema.ValidationError):
             jsonschema.validate(bad, SCHEMA)
+
+
+def test_check_lists_each_secondary_model(tmp_path):
+    (tmp_path / "scenes").mkdir()
+    done = edge_runtime("check", "--config", str(shapes_config(tmp_path, None)))
+    assert done.returncode == 0, done.stderr
+    assert "  stage shape: det_shapes.tflite (" in done.stdout
+    assert "task detection), up to 8 crops per invoke" in done.stdout
+    assert "  stage digit on square: digits_float.tflite (" in done.stdout
+    assert "task classification), one crop per invoke" in done.stdout
+    done = edge_runtime("check", "--config", str(digits_config(tmp_path, None, 0.5)))
+    assert "  escalate below 0.5: digits_float.tflite (" in done.stdout, done.stdout

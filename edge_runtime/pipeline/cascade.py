@@ -104,7 +104,9 @@ class Stage:
     def describe(self) -> str:
         mode = (f"up to {self.capacity} crops per invoke" if self.capacity > 1
                 else "one crop per invoke")
-        return f"stage {self.name}: {self.model.name}, task {self.parts.task}, {mode}"
+        on = f" on {', '.join(sorted(self.on))}" if self.on else ""
+        return (f"stage {self.name}{on}: {self.model.path.name} "
+                f"({self.model.runtime.describe()}, task {self.parts.task}), {mode}")
 
     def select(self, detections: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """The detections this stage runs on: its labels, best first, at most max_per_frame."""
@@ -190,6 +192,15 @@ class Cascade:
 
     stages: tuple[Stage, ...] = ()
     escalation: Escalation | None = None
+
+    def describe(self) -> list[str]:
+        """One line per secondary model, for `check`."""
+        lines = [stage.describe() for stage in self.stages]
+        if self.escalation is not None:
+            big = self.escalation.model
+            lines.append(f"escalate below {self.escalation.below}: {big.path.name} "
+                         f"({big.runtime.describe()}, task {self.escalation.parts.task})")
+        return lines
 
     def escalate(self, frame: Frame, fields: dict[str, Any], model: dict[str, Any],
                  timing_ms: dict[str, float], stats: CascadeStats) -> tuple[dict[str, Any],

@@ -73,11 +73,12 @@ class StatsReporter:
                 "interpreter": runner.meter.snapshot().to_dict(),
             }
             cascade = getattr(stats, "cascade", None)  # pipeline/cascade.py's CascadeStats
-            if cascade is not None and (cascade.stages or cascade.escalation_checks):
+            if cascade is not None and cascade.escalation_checks:
                 pipelines[runner.name].update(
                     escalations=int(cascade.escalations),
-                    escalation_failures=int(cascade.escalation_failures),
-                    stages=cascade.to_dict())
+                    escalation_failures=int(cascade.escalation_failures))
+            if cascade is not None and cascade.stages:
+                pipelines[runner.name]["stages"] = cascade.to_dict()
         for name, counts in outbox.pipelines.items():
             # Pipelines no longer in the config may still have results waiting from an older run.
             entry = pipelines.setdefault(name, {"state": "not configured"})
