@@ -342,7 +342,9 @@ class PipelineRunner:
             job.geometry = model.fill_input(lambda out: parts.preprocess(frame, out))
             job.parts = parts
         elif not job.in_tensor:
-            model.fill_input(lambda out: np.copyto(out, job.input))
+            # set_tensor copies holding the GIL; np.copyto of a large array would release it
+            # and then queue for it again behind the publish and network threads (bench_video).
+            model.set_input(0, job.input)
         meter = self.meter
         meter.mark("copy_in")
         meter.invoke_starting()
