@@ -70,10 +70,16 @@ class MqttConfig:
         return self.client_id or f"edge-runtime-{device_id}"
 
 
+def _threads_check() -> dict[str, Any]:
+    minimum = at_least(1)["check"]
+    return {"check": lambda v: None if v == "auto" else minimum(v)}
+
+
 @dataclass(frozen=True)
 class ModelConfig:
     path: Path
-    threads: int = field(default=2, metadata=at_least(1))
+    # "auto": the pipeline times 1..cores at start and keeps the fastest (pipeline/auto_threads.py)
+    threads: int | Literal["auto"] = field(default=2, metadata=_threads_check())
     runtime: Literal["auto", "ai-edge-litert", "tflite-runtime", "tensorflow"] = "auto"
     # "edgetpu" or a delegate library path; unavailable -> CPU (logged, shown in stats)
     delegate: str | None = None

@@ -87,18 +87,35 @@ class TfliteModel:
             self.metadata: ModelMetadata | None = read_model_metadata(data)
         except (FlatbufferError, MetadataError) as exc:
             raise ModelLoadError(self.path, str(exc)) from exc
-        kwargs: dict[str, Any] = {"model_content": data, "num_threads": max(1, threads)}
-        if delegate is not None:
-            kwargs["experimental_delegates"] = [delegate]
-        try:
-            self._interpreter = runtime.interpreter_class(**kwargs)
-            self._interpreter.allocate_tensors()
-        except (ValueError, RuntimeError) as exc:
-            raise ModelLoadError(
-                self.path, f"{runtime.name} cannot load it: {str(exc).strip().splitlines()[0]}"
-            ) from exc
+        self._content = data
+        self._delegate = delegate
+        self.threads = max(1, threads)
+        self._interpreter = self._make_interpreter(self.threads)
         self.inputs = [TensorSpec.from_details(d) for d in self._interpreter.get_input_details()]
         self.outputs = [TensorSpec.from_details(d) for d in self._interpreter.get_output_details()]
+
+    def _make_interpreter(self, threads: int) -> Any:
+        kwargs: dict[str, Any] = {"model_content": self._content, "num_threads": threads}
+        if self._delegate is not None:
+            kwargs["experimental_delegates"] = [self._delegate]
+        try:
+            interpreter = self.runtime.interpreter_class(**kwargs)
+            interpreter.allocate_tensors()
+        except (ValueError, RuntimeError) as exc:
+            raise ModelLoadError(
+                self.path,
+                f"{self.runtime.name} cannot load it: {str(exc).strip().splitlines()[0]}"
+            ) from exc
+        return interpreter
+
+    def set_threads(self, threads: int) -> None:
+        """Run on `threads` threads from now on: a new interpreter for the same file (the tensors
+        keep their shapes and indexes). Only the thread that invokes may call it; CPU only (a
+        delegate's handle belongs to the interpreter it was given to)."""
+        if self._delegate is not None:
+            raise ValueError(f"{self.path}: the thread count of a delegated model is fixed")
+        self._interpreter = self._make_interpreter(max(1, threads))
+        self.threads = max(1, threads)
 
     @staticmethod
     def _read(path: Path) -> bytes:

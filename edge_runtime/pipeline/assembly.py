@@ -19,6 +19,7 @@ from edge_runtime.model.delegates import CPU, LoadedModel
 from edge_runtime.model.delegates import load_model as load_with_delegate
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.pipeline.auto_threads import initial_threads
 from edge_runtime.pipeline.cascade import Cascade, build_cascade
 from edge_runtime.pipeline.publish_policy import CHANGE_TASKS
 from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
@@ -52,7 +53,8 @@ def load_model(pipeline: PipelineConfig, app: AppConfig, key: str | None = None)
     key = f"{key or f'pipelines[{pipeline.index}]'}.model"
     try:
         runtime = select_runtime(pipeline.model.runtime)
-        return load_with_delegate(pipeline.model.path, runtime, threads=pipeline.model.threads,
+        return load_with_delegate(pipeline.model.path, runtime,
+                                  threads=initial_threads(pipeline.model.threads),
                                   delegate=pipeline.model.delegate)
     except RuntimeUnavailable as exc:
         raise ConfigError(app.file, f"{key}.runtime", str(exc)) from exc

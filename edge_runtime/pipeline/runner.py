@@ -35,8 +35,10 @@ from typing import Any, Callable
 import numpy as np
 
 from edge_runtime.config.typed import ConfigError
-from edge_runtime.model.tflite_model import dequantize
+from edge_runtime.model.tflite_model import ModelLoadError, dequantize
+from edge_runtime.model.delegates import CPU
 from edge_runtime.pipeline.assembly import PipelineParts
+from edge_runtime.pipeline.auto_threads import AUTO, ThreadTuner, TunerReport, candidate_counts
 from edge_runtime.pipeline.batch import BatchSink, ResultBatch
 from edge_runtime.pipeline.cascade import CascadeStats
 from edge_runtime.pipeline.gate import MotionGate
@@ -77,6 +79,8 @@ class PipelineStats:
     state: str = "starting"
     last_error: str = ""
     delegate: str = "cpu"  # what the model runs on, e.g. "cpu (edgetpu unavailable)"
+    threads: int = 1  # inference: the interpreter's thread count now
+    threads_auto: TunerReport | None = None  # inference: with threads = "auto", what it measured
     cascade: CascadeStats = field(default_factory=CascadeStats)  # publish: escalations, stages
     started: float = field(default_factory=time.monotonic)
 
@@ -112,6 +116,11 @@ class PipelineRunner:
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
         self.meter = InvokeMeter()  # the inference thread's time, by cause (stats "interpreter")
+        self.stats.threads = parts.model.threads
+        self._tuner: ThreadTuner | None = None
+        if parts.config.model.threads == AUTO and parts.delegate == CPU:
+            self._tuner = ThreadTuner(candidate_counts())
+            self.stats.threads_auto = self._tuner.report
         self.overlap = not sensor if overlap is None else overlap
         loops: list[tuple[str, Callable[[], None]]] = [("source", self._source_loop)]
         if self.overlap:
@@ -282,6 +291,8 @@ class PipelineRunner:
                     job = self._get(stages.prepared, beat)
                     meter.mark("wait_input")
                     if job is False:
+                        if self._tuner is not None:
+                            self._tuner.interrupted()  # no input for a while: not the model's rate
                         continue
                     if job is END:
                         break
@@ -305,6 +316,7 @@ class PipelineRunner:
                     self.stats.state = "running"
                 try:
                     self._infer(job)
+                    self._tune()
                     backoff.reset()
                     if inline_job is None:
                         stages.inferred.put(job)
@@ -354,6 +366,19 @@ class PipelineRunner:
         job.outputs = [model.raw_output(i) for i in range(len(model.outputs))]
         meter.mark("copy_out")
 
+    def _tune(self) -> None:
+        """threads = "auto": count this invoke; switch the interpreter when the tuner says so."""
+        tuner = self._tuner
+        if tuner is None or tuner.done:
+            return
+        switch = tuner.invoked()
+        if switch is not None:
+            self.parts.model.set_threads(switch)
+            self.stats.threads = switch
+            self.meter.idle()  # the new interpreter's set-up is no gap of the pipeline's
+        if tuner.done:
+            logger.info("pipeline %s: threads %s", self.name, tuner.report.describe())
+
     def _reload(self, backoff: Backoff, beat: Heartbeat) -> None:
         while not self._stop.is_set():
             if wait_beating(self._stop, backoff.next_delay(), beat):
@@ -362,9 +387,13 @@ class PipelineRunner:
             try:
                 self.parts = self._rebuild()
                 self.stats.delegate = self.parts.delegate
+                if self._tuner is not None:  # a new model starts with the initial count
+                    self._tuner.interrupted()
+                    self.parts.model.set_threads(self._tuner.current)
+                self.stats.threads = self.parts.model.threads
                 logger.info("pipeline %s: model reloaded", self.name)
                 return
-            except ConfigError as exc:
+            except (ConfigError, ModelLoadError) as exc:
                 self.stats.last_error = str(exc)
                 logger.error("pipeline %s: cannot reload: %s", self.name, exc)
 

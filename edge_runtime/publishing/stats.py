@@ -71,7 +71,10 @@ class StatsReporter:
                 "bad_inputs": int(runner.input_errors()),
                 "failures": int(stats.failures),
                 "interpreter": runner.meter.snapshot().to_dict(),
+                "threads": int(stats.threads),
             }
+            if stats.threads_auto is not None:  # threads = "auto": chosen and measured rates
+                pipelines[runner.name]["threads_auto"] = stats.threads_auto.to_dict()
             cascade = getattr(stats, "cascade", None)  # pipeline/cascade.py's CascadeStats
             if cascade is not None and cascade.escalation_checks:
                 pipelines[runner.name].update(
