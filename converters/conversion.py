@@ -18,7 +18,7 @@ import sys
 import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -28,6 +28,7 @@ from converters.progress import Bar, Progress
 logger = logging.getLogger(__name__)
 
 STDERR_TAIL_LINES = 8
+WORKER_MODULE = "converters._convert_worker"
 
 
 @dataclass(frozen=True)
@@ -84,8 +85,13 @@ def convert_all(
     workdir: Path,
     progress: Progress,
     timeout_s: float,
+    command: Sequence[str] = (),
+    job_extra: dict[str, Any] | None = None,
 ) -> list[ConversionOutcome]:
-    """Convert `model_path` once per job in worker subprocesses; one outcome per job, in order."""
+    """Convert `model_path` once per job in worker subprocesses; one outcome per job, in order.
+
+    `command` (interpreter and module) runs another worker speaking the same protocol, e.g. in
+    another virtualenv; `job_extra` adds keys to its job file."""
     outcomes = {job.mode: ConversionOutcome(job) for job in jobs}
     calibration_path = None
     if calibration is not None:
@@ -96,7 +102,9 @@ def convert_all(
     while pending:
         attempt += 1
         finished = _run_worker(loader, model_path, pending, calibration_path, workdir, attempt,
-                               progress, timeout_s, outcomes)
+                               progress, timeout_s, outcomes,
+                               tuple(command) or (sys.executable, "-m", WORKER_MODULE),
+                               job_extra or {})
         pending = [job for job in pending if job.mode not in finished]
     return [outcomes[job.mode] for job in jobs]
 
@@ -111,6 +119,8 @@ def _run_worker(
     progress: Progress,
     timeout_s: float,
     outcomes: dict[str, ConversionOutcome],
+    command: tuple[str, ...],
+    job_extra: dict[str, Any],
 ) -> set[str]:
     """One worker run; returns the modes it settled (converted, failed or crashed in)."""
     outputs = {job.mode: workdir / f"{job.mode}.tflite" for job in jobs}
@@ -122,6 +132,7 @@ def _run_worker(
         "calibration": str(calibration_path) if calibration_path else None,
         "jobs": [{"mode": j.mode, "io_type": j.io_type, "output": str(outputs[j.mode])}
                  for j in jobs],
+        **job_extra,
     }))
     stderr_path = workdir / f"worker-{attempt}.log"
     env = dict(os.environ)
@@ -133,7 +144,7 @@ def _run_worker(
     lines: queue.Queue[str | None] = queue.Queue()
     with stderr_path.open("wb") as stderr, progress.bar("converting", len(jobs)) as bar:
         process = subprocess.Popen(
-            [sys.executable, "-m", "converters._convert_worker", str(job_file)],
+            [*command, str(job_file)],
             stdout=subprocess.PIPE, stderr=stderr, stdin=subprocess.DEVNULL, env=env, text=True,
         )
         assert process.stdout is not None

@@ -20,7 +20,7 @@ import numpy as np
 from converters.conversion import ConversionJob, convert_all
 from converters.data import Dataset, InputSettings, load_dataset, read_labels_file
 from converters.errors import ConversionFailed, ConvertError
-from converters.loaders import SourceModel, find_loader, source_sha256
+from converters.loaders import ConversionInput, SourceModel, find_loader, source_sha256
 from converters.metadata_writer import embed_metadata
 from converters.modes import MODE_NAMES, MODES, resolve_io_type
 from converters.progress import Progress
@@ -130,8 +130,23 @@ def _check_options(options: Options) -> dict[str, str]:
     return io_types
 
 
+def _source_io_types(options: Options, source: SourceModel,
+                     io_types: dict[str, str]) -> dict[str, str]:
+    """ai-edge-quantizer (PyTorch input) keeps float32 input/output tensors in every mode."""
+    if not source.float_io_only:
+        return io_types
+    if options.io_type not in (None, "float32") and not options.compare:
+        raise ConvertError(f"--io-type {options.io_type}: {source.framework} models keep float32 "
+                           f"input and output tensors (ai-edge-quantizer); leave --io-type out")
+    return {mode: "float32" for mode in io_types}
+
+
 def _input_settings(options: Options, source: SourceModel) -> InputSettings:
     given = dict(options.preprocess)
+    if source.source_layout and given.get("layout", "nhwc") != "nhwc":
+        raise ConvertError(f"--layout {given['layout']}: the converted model takes NHWC (the "
+                           f"{source.source_layout.upper()} source model is converted to it); "
+                           f"leave --layout out")
     shape = source.input.shape
     if "color" not in given and len(shape) == 4:
         channels = shape[3] if given.get("layout", "nhwc") == "nhwc" else shape[1]
@@ -179,11 +194,18 @@ def _metadata(options: Options, settings: InputSettings, source: SourceModel, sh
         preprocess=preprocess,
         postprocess=postprocess,
         sensor=sensor,
-        source={"file": source.path.name, "sha256": sha256, "framework": source.framework},
+        source=_source_doc(source, sha256),
         converter={"name": "edge-convert", "version": converter_version(),
                    "tensorflow": tf_version, "quantize": mode, "io_type": io_type},
         verification={"report": verification} if verification else {},
     )
+
+
+def _source_doc(source: SourceModel, sha256: str) -> dict[str, Any]:
+    doc = {"file": source.path.name, "sha256": sha256, "framework": source.framework}
+    if source.source_layout:
+        doc["layout"] = source.source_layout  # the source model's; the device feeds NHWC
+    return doc
 
 
 @dataclass
@@ -239,6 +261,8 @@ def run(options: Options) -> Result:
 
     started = time.monotonic()
     source = loader.load(options.model)
+    io_types = _source_io_types(options, source, io_types)
+    conversion = source.conversion or ConversionInput(loader.name, options.model)
     sha256 = source_sha256(options.model)
     settings = _input_settings(options, source)
     logger.info("loaded %s (%s), input %s %s", options.model, loader.name,
@@ -255,8 +279,7 @@ def run(options: Options) -> Result:
         raise ConvertError("--max-accuracy-drop needs a classification model with class scores")
 
     report = Report(
-        source={"file": source.path.name, "path": str(source.path), "sha256": sha256,
-                "framework": source.framework, "loader": loader.name},
+        source={**_source_doc(source, sha256), "path": str(source.path), "loader": loader.name},
         input={"shape": list(source.input.shape), "dtype": source.input.dtype.name},
         task=options.task,
         validation={"origin": validation.origin, "samples": len(validation),
@@ -282,9 +305,9 @@ def run(options: Options) -> Result:
 
     with tempfile.TemporaryDirectory(prefix="edge-convert-") as tmp:
         workdir = Path(tmp)
-        outcomes = convert_all(loader.name, options.model, jobs,
+        outcomes = convert_all(conversion.loader, conversion.model, jobs,
                                calibration.x if calibration is not None else None, workdir,
-                               progress, options.timeout_s)
+                               progress, options.timeout_s, conversion.command, conversion.job)
         verified: dict[str, bytes] = {}
         for outcome in outcomes:
             mode, io_type = outcome.job.mode, outcome.job.io_type

@@ -1,7 +1,8 @@
 """The input side: a registry of loaders, one per source format, each giving a SourceModel.
 
 A SourceModel runs the original model (the reference for verification) and builds the
-TFLiteConverter for it. ONNX or PyTorch loaders would be added to LOADERS the same way.
+TFLiteConverter for it. PyTorch and ONNX loaders (converters.frameworks) run in virtualenvs of
+their own and are registered here too.
 TensorFlow is imported inside the functions so that `edge-convert --help` stays fast.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
@@ -21,6 +22,17 @@ from edge_runtime.model.tflite_model import TensorSpec
 logger = logging.getLogger(__name__)
 
 PREDICT_BATCH = 64
+
+
+@dataclass(frozen=True)
+class ConversionInput:
+    """What the conversion worker (converters.conversion) is handed for a source model."""
+
+    loader: str  # the loader the worker loads `model` with
+    model: Path
+    # Interpreter and module of the worker; () is this Python's converters._convert_worker.
+    command: tuple[str, ...] = ()
+    job: dict[str, Any] = field(default_factory=dict)  # more keys for the job file
 
 
 @dataclass
@@ -35,11 +47,19 @@ class SourceModel:
     run_batch: Callable[[np.ndarray], list[np.ndarray]]
     # (scratch folder) -> tf.lite.TFLiteConverter for the model with a batch-1 signature.
     make_converter: Callable[[Path], Any]
+    # The source model's own input layout when it differs from `input` (an NCHW model whose
+    # converted form takes NHWC); "" when the device feeds the layout the source model takes.
+    source_layout: str = ""
+    # None: the worker converts (self.loader, self.path) with make_converter.
+    conversion: ConversionInput | None = None
+    # The converter keeps float32 input/output tensors in every mode (ai-edge-quantizer).
+    float_io_only: bool = False
+    predict_batch: int = PREDICT_BATCH
 
     def predict(self, x: np.ndarray) -> list[np.ndarray]:
         parts: list[list[np.ndarray]] = []
-        for start in range(0, len(x), PREDICT_BATCH):
-            parts.append(self.run_batch(x[start : start + PREDICT_BATCH]))
+        for start in range(0, len(x), self.predict_batch):
+            parts.append(self.run_batch(x[start : start + self.predict_batch]))
         return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
@@ -153,6 +173,15 @@ LOADERS: dict[str, Loader] = {
         _load_saved_model,
     ),
 }
+
+
+def _register_frameworks() -> None:
+    from converters import frameworks
+
+    LOADERS.update(frameworks.LOADERS)
+
+
+_register_frameworks()
 
 
 def find_loader(path: Path) -> Loader:

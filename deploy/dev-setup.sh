@@ -3,6 +3,7 @@
 # the Debian packages the tests and examples need, a virtualenv at .venv, the package and extras.
 #   EDGE_RUNTIME_EXTRAS   extras to install (default: test,convert; "" for the daemon only)
 #   EDGE_RUNTIME_VENV     virtualenv folder (default: <repo>/.venv)
+#   EDGE_RUNTIME_PIP_ARGS more pip options for the install (e.g. --extra-index-url URL)
 set -euo pipefail
 
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -42,7 +43,8 @@ fi
 target="$repo"
 [ -n "$extras" ] && target="$repo[$extras]"
 echo "dev-setup: installing edge-runtime${extras:+ with extras [$extras]} into $venv" >&2
-"$venv/bin/python" -m pip install -q --disable-pip-version-check -e "$target"
+# shellcheck disable=SC2086 # EDGE_RUNTIME_PIP_ARGS is a list of options
+"$venv/bin/python" -m pip install -q --disable-pip-version-check ${EDGE_RUNTIME_PIP_ARGS:-} -e "$target"
 if [[ ",$extras," == *,test,* ]]; then
     # ansible-core for tests/test_ansible.py, in its own virtualenv so that its dependencies never
     # mix with the project's.
