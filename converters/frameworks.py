@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from converters.errors import ConvertError
-from converters.loaders import ConversionInput, Loader, SourceModel, _input_spec
+from converters.loaders import ConversionInput, SourceModel, _input_spec
 
 logger = logging.getLogger(__name__)
 
@@ -116,7 +116,7 @@ def _no_converter(scratch: Path) -> Any:
     raise ConvertError("this source model converts in its own worker, not with TFLiteConverter")
 
 
-def _load_onnx(path: Path) -> SourceModel:
+def load_onnx(path: Path) -> SourceModel:
     python = framework_python("onnx")
     described = call_worker(python, "describe", "onnx", str(path))
     spec = _single_input(path, described)
@@ -138,7 +138,7 @@ def _load_onnx(path: Path) -> SourceModel:
     return source
 
 
-def _load_pytorch(path: Path) -> SourceModel:
+def load_pytorch(path: Path) -> SourceModel:
     python = framework_python("pytorch")
     described = call_worker(python, "describe", "pytorch", str(path))
     spec = _single_input(path, described)
@@ -158,16 +158,3 @@ def _load_pytorch(path: Path) -> SourceModel:
     weakref.finalize(source, shutil.rmtree, scratch, True)
     return source
 
-
-LOADERS: dict[str, Loader] = {
-    "pytorch": Loader(
-        "pytorch", "pytorch", "PyTorch torch.export program (.pt2)",
-        lambda p: p.is_file() and p.suffix.lower() == ".pt2",
-        _load_pytorch,
-    ),
-    "onnx": Loader(
-        "onnx", "onnx", "ONNX model (.onnx)",
-        lambda p: p.is_file() and p.suffix.lower() == ".onnx",
-        _load_onnx,
-    ),
-}

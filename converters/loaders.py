@@ -172,16 +172,24 @@ LOADERS: dict[str, Loader] = {
         lambda p: p.is_dir() and (p / "saved_model.pb").is_file(),
         _load_saved_model,
     ),
+    # Run by workers in virtualenvs of their own (converters.frameworks).
+    "pytorch": Loader(
+        "pytorch", "pytorch", "PyTorch torch.export program (.pt2)",
+        lambda p: p.is_file() and p.suffix.lower() == ".pt2",
+        lambda p: _frameworks().load_pytorch(p),
+    ),
+    "onnx": Loader(
+        "onnx", "onnx", "ONNX model (.onnx)",
+        lambda p: p.is_file() and p.suffix.lower() == ".onnx",
+        lambda p: _frameworks().load_onnx(p),
+    ),
 }
 
 
-def _register_frameworks() -> None:
-    from converters import frameworks
+def _frameworks() -> Any:
+    from converters import frameworks  # imports this module: not at the top
 
-    LOADERS.update(frameworks.LOADERS)
-
-
-_register_frameworks()
+    return frameworks
 
 
 def find_loader(path: Path) -> Loader:

@@ -15,5 +15,14 @@ if python3 -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
     export EDGE_CONVERT_TFLITE_RUNTIME_PYTHON="$EDGE_RUNTIME_TFLITE_PYTHON"
 fi
 
+# PyTorch and ONNX input for edge-convert: each framework in the converter's worker virtualenv
+# (.venv-torch, .venv-onnx; about 1-2 min each with a warm pip cache). EDGE_CONVERT_FRAMEWORKS=0
+# skips them, and the tests that need them say so.
+if [ "${EDGE_CONVERT_FRAMEWORKS:-1}" != 0 ]; then
+    bash "$repo/deploy/setup-convert-venvs.sh"
+    export EDGE_CONVERT_TORCH_PYTHON="$repo/.venv-torch/bin/python"
+    export EDGE_CONVERT_ONNX_PYTHON="$repo/.venv-onnx/bin/python"
+fi
+
 cd "$repo"
 exec "${EDGE_RUNTIME_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
