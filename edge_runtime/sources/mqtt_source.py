@@ -1,4 +1,11 @@
-"""Sensor values arriving on an MQTT topic (JSON or plain numbers) fill a sliding window."""
+"""Sensor values arriving on an MQTT topic (JSON or plain numbers) fill a sliding window.
+
+Nothing a publisher sends may end the input: `parse_sensor_payload` turns every malformed payload
+into SensorDataError (counted as a bad input), `_on_message` counts anything else it raises too,
+and the client runs its network loop on a thread this source owns, so a loop that ends anyway is
+seen by `read` (SourceError: the pipeline reopens the source with backoff) instead of the pipeline
+waiting forever on a dead connection while it looks `running`.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +23,12 @@ import paho.mqtt.client as mqtt
 from edge_runtime.config.typed import at_least
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
-from edge_runtime.sources.windowing import SensorDataError, SlidingWindow
+from edge_runtime.sources.windowing import FLOAT32_MAX, SensorDataError, SlidingWindow
+from edge_runtime.supervision.threads import NamedThread
 
 logger = logging.getLogger(__name__)
+
+CLOSE_TIMEOUT = 2.0  # seconds close() waits for the network loop (paho sleeps up to 1 s per step)
 
 
 @dataclass(frozen=True)
@@ -37,8 +47,10 @@ def parse_sensor_payload(payload: bytes, columns: Sequence[str]) -> list[np.ndar
     """Rows in a payload: `1.5`, `[1, 2, 3]`, `{"ax": 1, ...}`, or a JSON list of those rows."""
     try:
         doc: Any = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except UnicodeDecodeError:
         raise SensorDataError("payload is neither JSON nor a number") from None
+    except ValueError as exc:  # JSONDecodeError, or an integer over Python's digit limit
+        raise SensorDataError(f"payload is neither JSON nor a number ({exc})") from None
     except RecursionError:  # e.g. "[[[[...": an exception here would end paho's network thread
         raise SensorDataError("payload is nested too deeply") from None
     if isinstance(doc, list) and doc and isinstance(doc[0], (list, dict)):
@@ -58,12 +70,28 @@ def _row(item: Any, columns: Sequence[str]) -> np.ndarray:
         values = [item]
     if len(values) != len(columns):
         raise SensorDataError(f"reading has {len(values)} values, expected {len(columns)}")
+    floats = []
     for value in values:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise SensorDataError(f"value {value!r} is not a number")
-        if not math.isfinite(value):
-            raise SensorDataError(f"value {value!r} is not finite")
-    return np.asarray(values, dtype=np.float32)
+            raise SensorDataError(f"value {_short(value)} is not a number")
+        try:
+            number = float(value)  # a huge JSON integer: OverflowError
+        except OverflowError:
+            raise SensorDataError(f"value {_short(value)} is beyond float32") from None
+        if not math.isfinite(number):
+            raise SensorDataError(f"value {_short(value)} is not finite")
+        if not -FLOAT32_MAX <= number <= FLOAT32_MAX:
+            raise SensorDataError(f"value {_short(value)} is beyond float32")
+        floats.append(number)
+    return np.asarray(floats, dtype=np.float32)
+
+
+def _short(value: Any) -> str:
+    """repr() for a log line: a 5000-digit integer or a huge list is cut short."""
+    if isinstance(value, int) and value.bit_length() > 64:
+        return f"<integer of ~{int(value.bit_length() * 0.30103) + 1} digits>"
+    text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 class MqttSource(Source):
@@ -94,18 +122,30 @@ class MqttSource(Source):
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
         self._client.reconnect_delay_set(1, 30)
-        self._started = False
+        self._pipeline = ctx.pipeline
+        self._thread: NamedThread | None = None
+        self._loop_error = ""
 
     def open(self) -> None:
-        if self._started:
+        if self._thread is not None:
             return
         try:
             self._client.connect_async(self._mqtt_config.host, self._mqtt_config.port,
                                        self._mqtt_config.keepalive)
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot connect to the broker for {self.options.topic!r}: {exc}") from exc
-        self._client.loop_start()
-        self._started = True
+        self._loop_error = ""
+        self._thread = NamedThread(target=self._network_loop, name=f"mqtt-in-{self._pipeline}",
+                                   daemon=True)
+        self._thread.start()
+
+    def _network_loop(self) -> None:
+        """paho's loop (it reconnects by itself) until close(); an error ending it is kept."""
+        try:
+            self._client.loop_forever(retry_first_connection=True)
+        except Exception as exc:  # noqa: BLE001 - read() reports it, the pipeline reopens
+            self._loop_error = f"{type(exc).__name__}: {exc}"
+            logger.exception("%s: the input connection's loop failed", self.options.topic)
 
     def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                     properties: Any) -> None:
@@ -113,15 +153,19 @@ class MqttSource(Source):
             client.subscribe(self.options.topic, qos=self.options.qos)  # again after each reconnect
 
     def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
-        if len(message.payload) > self.options.max_payload_bytes:
-            self._reject(message.topic, f"payload of {len(message.payload)} bytes is over "
-                         f"max_payload_bytes ({self.options.max_payload_bytes})")
-            return
+        # An exception escaping here would end paho's loop: every failure is a counted bad input.
         try:
-            rows = parse_sensor_payload(message.payload, self.columns)
+            self._take(message)
         except SensorDataError as exc:
             self._reject(message.topic, str(exc))
-            return
+        except Exception as exc:  # noqa: BLE001 - see above
+            self._reject(message.topic, f"{type(exc).__name__}: {exc}")
+
+    def _take(self, message: mqtt.MQTTMessage) -> None:
+        if len(message.payload) > self.options.max_payload_bytes:
+            raise SensorDataError(f"payload of {len(message.payload)} bytes is over "
+                                  f"max_payload_bytes ({self.options.max_payload_bytes})")
+        rows = parse_sensor_payload(message.payload, self.columns)
         for row in rows:
             self._window.push(row)
             self._since_last += 1
@@ -137,16 +181,22 @@ class MqttSource(Source):
         self._warn.warning(topic, "%s: skipping bad sensor payload: %s", topic, reason)
 
     def read(self) -> Frame | None:
+        if self._thread is not None and not self._thread.is_alive():
+            raise SourceError(f"the input connection for {self.options.topic!r} ended "
+                              f"({self._loop_error or 'its loop returned'})")
         with self._cond:
             if not self._ready:
                 self._cond.wait(timeout=0.5)
             return self._ready.popleft() if self._ready else None
 
     def close(self) -> None:
-        if self._started:
-            self._client.disconnect()
-            self._client.loop_stop()
-            self._started = False
+        thread, self._thread = self._thread, None
+        if thread is not None:
+            self._client.disconnect()  # ends loop_forever, also between reconnect attempts
+            thread.join(CLOSE_TIMEOUT)
+            if thread.is_alive():
+                logger.warning("%s: the input connection did not close within %.0fs",
+                               self.options.topic, CLOSE_TIMEOUT)
 
     def input_errors(self) -> int:
         return self._errors

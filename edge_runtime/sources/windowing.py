@@ -10,7 +10,7 @@ from typing import Iterator, Sequence
 import numpy as np
 
 
-_FLOAT32_MAX = float(np.finfo(np.float32).max)
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 class SensorDataError(ValueError):
@@ -53,14 +53,14 @@ def parse_row(values: Sequence[str], where: str) -> np.ndarray:
     except ValueError:
         floats = []
     # One pass of comparisons: NaN fails them, and so does anything float32 cannot hold.
-    if floats and all(-_FLOAT32_MAX <= value <= _FLOAT32_MAX for value in floats):
+    if floats and all(-FLOAT32_MAX <= value <= FLOAT32_MAX for value in floats):
         return np.array(floats, np.float32)
     for text in values:  # the slow path, only to name the bad value
         try:
             value = float(text)
         except ValueError:
             raise SensorDataError(f"{where}: {text!r} is not a number") from None
-        if not -_FLOAT32_MAX <= value <= _FLOAT32_MAX:
+        if not -FLOAT32_MAX <= value <= FLOAT32_MAX:
             raise SensorDataError(f"{where}: {text!r} is not a finite number"
                                   + (" (beyond float32)" if math.isfinite(value) else ""))
     return np.array(floats, np.float32)  # no values at all
