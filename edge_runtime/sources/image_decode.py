@@ -15,42 +15,20 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from edge_runtime.sources.image_header import image_size, jpeg_size
+
+
+class ImageTooLarge(Exception):
+    """The file's header declares more pixels than allowed: it is not decoded (a PNG "bomb")."""
+
+    def __init__(self, size: tuple[int, int], limit: int) -> None:
+        width, height = size
+        super().__init__(f"{width}x{height} is {width * height / 1e6:.1f} megapixels, over "
+                         f"max_pixels ({limit / 1e6:g} megapixels); not decoded")
+        self.size = size
+
 _REDUCED = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4,
             8: cv2.IMREAD_REDUCED_COLOR_8}
-# Start-of-frame markers (baseline, progressive, ...); C4 (DHT), C8 (JPG) and CC (DAC) are not.
-_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}
-_NO_LENGTH = frozenset(range(0xD0, 0xDA)) | {0x01}  # RSTn, SOI, EOI, TEM: no length field
-
-
-def jpeg_size(data: bytes | np.ndarray) -> tuple[int, int] | None:
-    """(width, height) from a JPEG's start-of-frame header; None if `data` is no JPEG."""
-    buf = memoryview(data).cast("B") if isinstance(data, np.ndarray) else memoryview(data)
-    if len(buf) < 4 or buf[0] != 0xFF or buf[1] != 0xD8:
-        return None
-    pos = 2
-    while pos + 4 <= len(buf):
-        if buf[pos] != 0xFF:
-            return None
-        marker = buf[pos + 1]
-        if marker == 0xFF:  # fill byte
-            pos += 1
-            continue
-        if marker in _NO_LENGTH:
-            pos += 2
-            continue
-        length = (buf[pos + 2] << 8) | buf[pos + 3]
-        if marker in _SOF_MARKERS:
-            if pos + 9 > len(buf):
-                return None
-            height = (buf[pos + 5] << 8) | buf[pos + 6]
-            width = (buf[pos + 7] << 8) | buf[pos + 8]
-            return (width, height) if width and height else None
-        if marker == 0xDA:  # start of scan before any frame header: malformed
-            return None
-        pos += 2 + length
-    return None
-
-
 def reduction_factor(size: tuple[int, int], target: tuple[int, int]) -> int:
     """The largest of 8, 4, 2 that keeps `size` at least `target` in both dimensions, else 1."""
     width, height = size
@@ -64,10 +42,14 @@ def reduction_factor(size: tuple[int, int], target: tuple[int, int]) -> int:
     return 1
 
 
-def read_image(path: Path, target: tuple[int, int] | None) -> tuple[np.ndarray | None, tuple[int, int]]:
+def read_image(path: Path, target: tuple[int, int] | None, max_pixels: int | None = None,
+               ) -> tuple[np.ndarray | None, tuple[int, int]]:
     """Decode `path` as BGR; returns (image or None if unreadable, (width, height) in the file).
 
     `target` (model input width, height) allows a reduced JPEG decode; None decodes in full.
+    `max_pixels`: ImageTooLarge, before decoding, when the header declares more pixels (a 432 KB
+    PNG can declare 20000x20000: 1.2 GB decoded). A header this module cannot read leaves the
+    check to OpenCV's own limit (OPENCV_IO_MAX_IMAGE_PIXELS).
     """
     try:
         data = np.fromfile(path, np.uint8)
@@ -75,6 +57,10 @@ def read_image(path: Path, target: tuple[int, int] | None) -> tuple[np.ndarray |
         return None, (0, 0)
     if data.size == 0:  # imdecode asserts on an empty buffer
         return None, (0, 0)
+    if max_pixels is not None:
+        declared = image_size(data)
+        if declared is not None and declared[0] * declared[1] > max_pixels:
+            raise ImageTooLarge(declared, max_pixels)
     size = jpeg_size(data) if target else None
     factor = reduction_factor(size, target) if size and target else 1
     try:
