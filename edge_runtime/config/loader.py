@@ -18,7 +18,7 @@ from edge_runtime.config.schema import (
     topic_safe,
 )
 from edge_runtime.config.cascade import parse_escalate, parse_stages
-from edge_runtime.config.typed import ConfigError, Context, build
+from edge_runtime.config.typed import ConfigError, Context, build, control_character
 from edge_runtime.sources.registry import SOURCES
 
 TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging")
@@ -103,6 +103,8 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
     if not isinstance(name, str):
         raise ctx.error(f"{key}.name", "expected a string")
     problem = topic_safe(name)
+    if control_character(name) is not None:
+        problem = f"{name!r} contains the control character {control_character(name)!r}"
     if problem:
         raise ctx.error(f"{key}.name", problem)
 

@@ -11,18 +11,18 @@ from typing import Any, Literal
 from edge_runtime.config.cascade import EscalateConfig, StageConfig
 from edge_runtime.config.typed import at_least
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")  # used with fullmatch: "$" matches before a final "\n"
 
 
 def topic_safe(value: str) -> str | None:
-    if not _NAME.match(value):
+    if not _NAME.fullmatch(value):
         return f"{value!r} may only use letters, digits, '_', '-' and '.' (it is used in MQTT topics)"
     return None
 
 
 def prefix_safe(value: str) -> str | None:
     parts = value.split("/")
-    if not value or any(not p or not _NAME.match(p) for p in parts):
+    if not value or any(not p or not _NAME.fullmatch(p) for p in parts):
         return f"{value!r} must be topic levels of letters, digits, '_', '-', '.' separated by '/'"
     return None
 

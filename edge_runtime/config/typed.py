@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import types
 import typing
+import unicodedata
 from pathlib import Path
 from typing import Any, Literal, Union
 
@@ -115,14 +116,29 @@ def coerce(hint: Any, value: Any, key: str, ctx: Context) -> Any:
         raise ctx.error(key, f"expected a number, got {_describe(value)}")
     if hint is str:
         if isinstance(value, str):
+            _no_control_characters(value, key, ctx)
             return value
         raise ctx.error(key, f"expected a string, got {_describe(value)}")
     if hint is Path:
         if not isinstance(value, str) or not value:
             raise ctx.error(key, f"expected a file path, got {_describe(value)}")
+        _no_control_characters(value, key, ctx)
         path = Path(value).expanduser()
         return path if path.is_absolute() else ctx.base_dir / path
     raise TypeError(f"config type {hint!r} at {key} is not supported")  # programming error
+
+
+def control_character(value: str) -> str | None:
+    """The first control character in `value` (a newline, a tab, NUL, ...), or None."""
+    return next((c for c in value if unicodedata.category(c) == "Cc"), None)
+
+
+def _no_control_characters(value: str, key: str, ctx: Context) -> None:
+    # A trailing newline in a name ends up in MQTT topics and client ids (the broker closes the
+    # connection on every publish); no config string has a use for one.
+    found = control_character(value)
+    if found is not None:
+        raise ctx.error(key, f"{value!r} contains the control character {found!r}")
 
 
 def at_least(minimum: float) -> dict[str, Any]:
