@@ -11,9 +11,9 @@ to 128x128, anchors, sigmoid, weighted NMS at IoU 0.3, letterbox removal), ours 
 daemon's config loader, pipeline assembly, preprocessing, interpreter and detection task, with the
 anchors options of MediaPipe's graph. For each frame the two sets of boxes are matched greedily by
 IoU; the report gives the median (and 5th percentile) IoU of matched boxes and the share of frames
-where both found the same number of faces, for each NMS mode, once with the daemon's own
-preprocessing and once with the input resampled exactly as MediaPipe does it (which isolates the
-decoder and NMS from the resampling).
+where both found the same number of faces, for each NMS mode and each of the daemon's resize
+modes `letterbox` and `letterbox-mediapipe`, plus `emulated`: the input resampled by this script
+as MediaPipe does (mediapipe_input), which isolates the decoder and NMS from the resampling.
 """
 
 from __future__ import annotations
@@ -36,13 +36,14 @@ from edge_runtime.postprocessing.detection.nms import pairwise_iou  # noqa: E402
 from edge_runtime.preprocessing.geometry import Geometry  # noqa: E402
 from edge_runtime.sources.base import Frame  # noqa: E402
 
+RESIZE = ("letterbox", "letterbox-mediapipe")  # the daemon's resize modes compared
 VIDEO = Path("/usr/share/doc/opencv-doc/examples/data/Megamind.avi")  # Debian's opencv-doc
 
 # MediaPipe's face_detection_short_range graph, in the daemon's option names.
 SHORT_RANGE = """
 [pipelines.preprocess]
 color = "rgb"
-resize = "letterbox"
+resize = "{resize}"
 mean = [127.5]
 std = [127.5]
 [pipelines.postprocess]
@@ -66,15 +67,15 @@ def short_range_model() -> Path:
     return Path(mediapipe.__file__).parent / "modules/face_detection/face_detection_short_range.tflite"
 
 
-def our_detector(model: Path, nms: str, workdir: Path) -> PipelineParts:
+def our_detector(model: Path, nms: str, workdir: Path, resize: str) -> PipelineParts:
     labels = workdir / "labels.txt"
     labels.write_text("face\n")
-    config = workdir / f"parity-{nms}.toml"
+    config = workdir / f"parity-{nms}-{resize}.toml"
     config.write_text(
         f'[mqtt]\nhost = "127.0.0.1"\n[[pipelines]]\nname = "faces"\n'
         f'[pipelines.source]\ntype = "images"\npath = "{workdir}"\n'
         f'[pipelines.model]\npath = "{model}"\nthreads = 1\n'
-        + SHORT_RANGE.format(labels=labels, nms=nms))
+        + SHORT_RANGE.format(labels=labels, nms=nms, resize=resize))
     app = load_config(config)
     return assemble(app.pipelines[0], app)
 
@@ -97,7 +98,7 @@ def mediapipe_input(bgr: np.ndarray, out: np.ndarray) -> Geometry:
 
 
 def ours(parts: PipelineParts, bgr: np.ndarray, sampling: str) -> np.ndarray:
-    if sampling == "mediapipe":
+    if sampling == "emulated":
         geometry = parts.model.fill_input(lambda out: mediapipe_input(bgr, out))
     else:
         geometry = parts.model.fill_input(lambda out: parts.preprocess(Frame(bgr, 0), out))
@@ -143,11 +144,12 @@ def main() -> int:
         return 2
     model = short_range_model()
     with tempfile.TemporaryDirectory() as tmp:
-        detectors = {nms: our_detector(model, nms, Path(tmp)) for nms in args.nms}
+        detectors = {(nms, resize): our_detector(model, nms, Path(tmp), resize)
+                     for nms in args.nms for resize in RESIZE}
         solution = mp.solutions.face_detection.FaceDetection(model_selection=0,
                                                              min_detection_confidence=0.5)
         # ours: the daemon's preprocessing; mediapipe: the input resampled as MediaPipe does
-        runs = [(nms, sampling) for sampling in ("ours", "mediapipe") for nms in args.nms]
+        runs = [(nms, sampling) for sampling in (*RESIZE, "emulated") for nms in args.nms]
         ious: dict[tuple[str, str], list[float]] = {run: [] for run in runs}
         same: dict[tuple[str, str], int] = {run: 0 for run in runs}
         faces = 0
@@ -161,17 +163,18 @@ def main() -> int:
             reference = theirs(solution, bgr)
             faces += len(reference)
             for nms, sampling in runs:
-                got = ours(detectors[nms], bgr, sampling)
+                parts = detectors[nms, "letterbox" if sampling == "emulated" else sampling]
+                got = ours(parts, bgr, sampling)
                 same[nms, sampling] += len(got) == len(reference)
                 ious[nms, sampling] += matched_ious(got, reference)
         capture.release()
     print(f"video {args.video.name}: {frames} frames, {faces} faces found by mediapipe "
           f"{mp.__version__} (short range, min confidence 0.5)")
-    print(f"{'input sampled by':>16} | {'nms':>8} | {'median IoU':>10} | {'p5 IoU':>7} | "
+    print(f"{'resize':>19} | {'nms':>8} | {'median IoU':>10} | {'p5 IoU':>7} | "
           f"{'matched':>7} | same face count")
     for run in runs:
         values = np.asarray(ious[run]) if ious[run] else np.zeros(1)
-        print(f"{run[1]:>16} | {run[0]:>8} | {np.median(values):10.4f} | "
+        print(f"{run[1]:>19} | {run[0]:>8} | {np.median(values):10.4f} | "
               f"{np.percentile(values, 5):7.4f} | {len(ious[run]):7d} | "
               f"{same[run]}/{frames} ({100 * same[run] / max(frames, 1):.1f}%)")
     return 0

@@ -87,7 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                      help="what the daemon does with the outputs (default classification)")
     pre.add_argument("--color", choices=("rgb", "bgr", "gray"),
                      help="channel order the model wants (default: rgb, gray for 1 channel)")
-    pre.add_argument("--resize", choices=("stretch", "letterbox", "center-crop"))
+    pre.add_argument("--resize",
+                     choices=("stretch", "letterbox", "center-crop", "letterbox-mediapipe"))
     pre.add_argument("--mean", type=_floats,
                      help="subtracted per channel, e.g. 127.5 or 124,117,104")
     pre.add_argument("--std", type=_floats, help="divisor per channel, e.g. 127.5")

@@ -262,6 +262,8 @@ def test_escalation_lets_the_bigger_model_answer_when_the_small_one_is_unsure(
      "pipelines[0].stages[0].crop.margin: must be >= 0.0, got -1"),
     (STAGES.replace('name = "digit"', 'name = "shape"'), {},
      "pipelines[0].stages[1].name: duplicate stage name 'shape'"),
+    (STAGES.replace("max_per_frame = 2", "batch = 1"), {},
+     "pipelines[0].stages[1].batch: expected true or false, got 1"),
     (STAGES.replace("max_per_frame = 2", "max_per_frame = 0"), {},
      "pipelines[0].stages[1].max_per_frame: must be an integer >= 1, got 0"),
     (STAGES.replace("[pipelines.stages.postprocess]\ntop_k = 2",
@@ -319,3 +321,7 @@ def test_check_lists_each_secondary_model(tmp_path):
     assert "task classification), one crop per invoke" in done.stdout
     done = edge_runtime("check", "--config", str(digits_config(tmp_path, None, 0.5)))
     assert "  escalate below 0.5: digits_float.tflite (" in done.stdout, done.stdout
+    unbatched = STAGES.replace('name = "shape"', 'name = "shape"\nbatch = false')
+    done = edge_runtime("check", "--config", str(shapes_config(tmp_path, None, unbatched)))
+    assert "  stage shape: det_shapes.tflite (" in done.stdout, done.stderr
+    assert "task detection), one crop per invoke" in done.stdout

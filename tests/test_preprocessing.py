@@ -73,6 +73,23 @@ def test_letterbox_pads_and_maps_back_exactly():
     assert geometry.to_frame(0.5, 0.5) == pytest.approx((0.5, 13 / 25))
 
 
+def test_letterbox_mediapipe_samples_corner_aligned_with_fractional_bars():
+    rng = np.random.default_rng(5)
+    frame = rng.integers(0, 256, (100, 256, 3), dtype=np.uint8)  # 256x100 into 128x128
+    spec = PreprocessSpec(color="bgr", resize="letterbox-mediapipe")
+    out, geometry = run(spec, tensor((1, 128, 128, 3)), frame)
+    # scale 0.5; the 50 image rows start at (128 - 50) / 2 = 39: input (x, y) samples frame
+    # (2x, 2(y - 39)) exactly, no half-pixel shift (plain letterbox would average neighbours)
+    for x, y in [(0, 39), (10, 40), (127, 88), (64, 60)]:
+        np.testing.assert_array_equal(out[0, y, x], frame[2 * (y - 39), 2 * x])
+    assert not out[0, :38].any() and not out[0, 90:].any()
+    plain, _ = run(PreprocessSpec(color="bgr", resize="letterbox"), tensor((1, 128, 128, 3)), frame)
+    assert not np.array_equal(plain[0, 40, 10], frame[2, 20])
+    assert geometry.to_frame(0.0, 39 / 128) == pytest.approx((0.0, 0.0), abs=1e-6)
+    assert geometry.to_frame(0.5, 0.5) == pytest.approx((0.5, 0.5), abs=1e-6)  # fractional bars
+    assert geometry.to_frame(1.0, 89 / 128) == pytest.approx((1.0, 1.0), abs=1e-6)
+
+
 def test_center_crop_keeps_the_middle_and_maps_back():
     frame = np.zeros((100, 200, 3), np.uint8)
     frame[:, 50:150] = 255  # the centered square is white, the sides black

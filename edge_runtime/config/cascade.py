@@ -13,7 +13,8 @@ from typing import Any, Literal
 
 from edge_runtime.config.typed import Context, at_least, build
 
-STAGE_KEYS = ("name", "on", "max_per_frame", "model", "preprocess", "postprocess", "crop")
+STAGE_KEYS = ("name", "on", "max_per_frame", "batch", "model", "preprocess", "postprocess",
+              "crop")
 ESCALATE_KEYS = ("below", "model", "preprocess", "postprocess")
 
 
@@ -48,6 +49,8 @@ class StageConfig:
     postprocess: dict[str, Any] = field(default_factory=dict)
     crop: CropConfig = field(default_factory=CropConfig)
     index: int = 0  # position in the pipeline's list, for error messages
+    # The crops in one invoke when the model takes a batch (false: one invoke per crop).
+    batch: bool = True
 
 
 @dataclass(frozen=True)
@@ -90,10 +93,13 @@ def parse_stages(value: Any, key: str, ctx: Context, model_cls: type, preprocess
         if not isinstance(max_per_frame, int) or isinstance(max_per_frame, bool) \
                 or max_per_frame < 1:
             raise ctx.error(f"{at}.max_per_frame", f"must be an integer >= 1, got {max_per_frame!r}")
+        batch = table.get("batch", True)
+        if not isinstance(batch, bool):
+            raise ctx.error(f"{at}.batch", f"expected true or false, got {batch!r}")
         model, preprocess, postprocess = _model_spec(table, at, ctx, model_cls, preprocess_cls)
         crop = build(CropConfig, table.get("crop", {}), f"{at}.crop", ctx)
         stages.append(StageConfig(name, model, tuple(on), max_per_frame, preprocess, postprocess,
-                                  crop, index))
+                                  crop, index, batch))
     return tuple(stages)
 
 

@@ -90,7 +90,7 @@ class PreprocessConfig:
     """Overrides for what the model's metadata says; unset keys keep the metadata's value."""
 
     color: Literal["rgb", "bgr", "gray"] | None = None
-    resize: Literal["stretch", "letterbox", "center-crop"] | None = None
+    resize: Literal["stretch", "letterbox", "center-crop", "letterbox-mediapipe"] | None = None
     mean: tuple[float, ...] | None = None
     std: tuple[float, ...] | None = None
     layout: Literal["nhwc", "nchw"] | None = None

@@ -256,7 +256,7 @@ def build_cascade(pipeline: PipelineConfig, app: AppConfig, task: str, labels: t
                               f"{', '.join(labels[:20])})")
         parts = assemble(_as_pipeline(pipeline, stage.model, stage.preprocess, stage.postprocess,
                                       f"{pipeline.name}.{stage.name}"), app, key=at)
-        stages.append(Stage(stage, parts))
+        stages.append(Stage(stage, parts, batching=stage.batch))
         logger.info("pipeline %s: %s", pipeline.name, stages[-1].describe())
     escalation = None
     if pipeline.escalate is not None:

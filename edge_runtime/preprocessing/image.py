@@ -125,6 +125,19 @@ class ImagePreprocessor:
                        interpolation=self._interpolation)
             sx, sy = src_w / new_w, src_h / new_h
             return Geometry(src_w, src_h, self.width, self.height, sx, sy, -pad_x * sx, -pad_y * sy)
+        if mode == "letterbox-mediapipe":
+            # MediaPipe's ImageToTensorCalculator: the frame centered in a region of the model's
+            # aspect ratio, mapped corner to corner (input x = frame x * scale + offset, no
+            # half-pixel centering, fractional bars) by a bilinear warp. Its models' outputs are
+            # reproduced exactly; plain letterbox samples pixel centers, a fraction of a pixel off.
+            scale = min(self.width / src_w, self.height / src_h)
+            off_x, off_y = (self.width - src_w * scale) / 2, (self.height - src_h * scale) / 2
+            matrix = np.float32([[scale, 0, off_x], [0, scale, off_y]])
+            cv2.warpAffine(image, matrix, (self.width, self.height), dst=dst,
+                           flags=self._interpolation, borderMode=cv2.BORDER_CONSTANT,
+                           borderValue=0)
+            return Geometry(src_w, src_h, self.width, self.height, 1 / scale, 1 / scale,
+                            -off_x / scale, -off_y / scale)
         # center-crop: the largest centered region with the model's aspect ratio
         scale = max(self.width / src_w, self.height / src_h)
         crop_w = min(src_w, max(1, round(self.width / scale)))

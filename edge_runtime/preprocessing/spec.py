@@ -10,7 +10,7 @@ import numpy as np
 from edge_runtime.model.tflite_model import TensorSpec
 
 COLORS = ("rgb", "bgr", "gray")
-RESIZE_MODES = ("stretch", "letterbox", "center-crop")
+RESIZE_MODES = ("stretch", "letterbox", "center-crop", "letterbox-mediapipe")
 LAYOUTS = ("nhwc", "nchw")
 INTERPOLATIONS = ("linear", "area", "nearest")
 
