@@ -86,8 +86,12 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
         })
         for round_ in range(1, rounds + 1):
             a = invoke_rate(model, threads)[0]
-            b = run_daemon(config, broker.port, results, stop_after=results,
-                           pythonpath=pythonpath)
+            auto = daemon_threads == "auto"
+            # auto: ~4 s of trials first; the rate is taken over the last `results` results
+            total = results * 3 if auto else results
+            b = run_daemon(config, broker.port, total, stop_after=total, pythonpath=pythonpath)
+            if auto:
+                b.rate = b.tail_rate(results)
             f, paced = invoke_beside_input(model, threads, video_source(video), rate=b.rate)
             for key, value in (("a", a), ("b", b.rate), ("f", f), ("b/a", b.rate / a),
                                ("b/f", b.rate / f)):
@@ -98,9 +102,10 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
                   f"b/f {b.rate / f:.3f}  ({b.results} results, exit {b.exit_code}, "
                   f"peak RSS {b.peak_rss_mb:.0f} MB)")
             print(f"         daemon interpreter: {describe_interpreter(interp[-1])}")
-            chosen = b.stats.get("pipelines", {}).get("bench", {}).get("threads")
-            if chosen is not None:
-                print(f"         daemon threads: {chosen}")
+            entry = b.stats.get("pipelines", {}).get("bench", {})
+            if auto:
+                print(f"         daemon threads: {entry.get('threads')} "
+                      f"(threads_auto {entry.get('threads_auto')})")
     summary = {key: statistics.median(values) for key, values in rates.items()}
     summary["threads"] = threads
     print(f"median of {rounds}: (a) {summary['a']:.1f}/s  (b) {summary['b']:.1f}/s  "

@@ -129,6 +129,12 @@ class DaemonRun:
     cpu_s: dict[str, float] = field(default_factory=dict)
     stats: dict[str, Any] = field(default_factory=dict)  # the last retained stats message
     first_result_s: float = 0.0  # from process start to the first result received
+    arrivals: list[float] = field(default_factory=list)  # perf_counter() of each result
+
+    def tail_rate(self, count: int) -> float:
+        """Results/s over the last `count` results (e.g. after threads = "auto" has chosen)."""
+        tail = self.arrivals[-count:]
+        return (len(tail) - 1) / (tail[-1] - tail[0]) if len(tail) > 1 else 0.0
 
     def interpreter(self, pipeline: str = "bench") -> dict[str, Any]:
         """The pipeline's `interpreter` entry of the last stats message (InvokeMeter)."""
@@ -191,7 +197,7 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
     stats = json.loads(counter.last[stats_topic]) if stats_topic in counter.last else {}
     first = counter.times[0] - started if counter.times else 0.0
     return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu,
-                     stats, first)
+                     stats, first, list(counter.times))
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
