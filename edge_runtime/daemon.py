@@ -81,15 +81,23 @@ class Daemon:
         for runner in self.runners:
             runner.join(SHUTDOWN_TIMEOUT)
         self.publisher.stop(SHUTDOWN_TIMEOUT)
-        for runner in self.runners:
-            logger.info("pipeline %s: %d frames, %d results, %d dropped, %d bad inputs",
-                        runner.name, runner.stats.frames, runner.stats.results, runner.dropped,
-                        runner.input_errors())
+        self.log_summary()
         self.heartbeats.unregister("main")
         if self.watchdog.is_alive():  # pinged through the shutdown; TimeoutStopSec bounds it
             self.watchdog.stop()
             self.watchdog.join(SHUTDOWN_TIMEOUT)
         self.notifier.close()
+
+    def log_summary(self) -> None:
+        """One line per pipeline at exit, each count named for what it counts."""
+        outbox = self.publisher.outbox.snapshot().pipelines
+        for runner in self.runners:
+            counts = outbox.get(runner.name)
+            logger.info("pipeline %s: %d frames, %d results, %d stale frames skipped (live "
+                        "source), %d bad inputs; outbox: %d results dropped (full), %d waiting",
+                        runner.name, runner.stats.frames, runner.stats.results, runner.dropped,
+                        runner.input_errors(), counts.dropped if counts else 0,
+                        counts.depth if counts else 0)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= and logs."""

@@ -6,6 +6,7 @@ Everything that can be wrong about a pipeline without running it is found here, 
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
 from edge_runtime.sources.registry import SOURCES
 
 Preprocess = Callable[[Frame, np.ndarray], "Geometry | None"]
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -74,6 +77,16 @@ def read_labels(path: Path, app: AppConfig, key: str) -> tuple[str, ...]:
     if not lines:
         raise ConfigError(app.file, key, f"'{path}' holds no labels")
     return tuple(line.strip() for line in lines)
+
+
+def warn_blank_labels(labels: tuple[str, ...], where: str) -> list[int]:
+    """Warn (at start) about blank labels: those classes would be published as label ""."""
+    blank = [index for index, label in enumerate(labels) if not label]
+    if blank:
+        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
+        logger.warning("%s: %d blank label(s), class index %s: results of those classes carry "
+                       "the label \"\"", where, len(blank), shown)
+    return blank
 
 
 def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None,
@@ -134,6 +147,9 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     if labels_path is not None:
         path = coerce(Path, labels_path, f"{key}.postprocess.labels", ctx)
         labels = read_labels(path, app, f"{key}.postprocess.labels")
+        warn_blank_labels(labels, f"{app.file}: {key}.postprocess.labels ('{path}')")
+    elif labels:
+        warn_blank_labels(labels, f"the metadata of '{pipeline.model.path}'")
     task_plugin = TASKS[task]
     option_names = {f for f in task_plugin.options.__dataclass_fields__}
     merged = {k: v for k, v in (meta.postprocess if meta else {}).items() if k in option_names}
