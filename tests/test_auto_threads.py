@@ -118,7 +118,7 @@ def test_a_model_switches_thread_counts_and_computes_the_same() -> None:
 
 def test_a_pipeline_with_auto_threads_chooses_and_loses_no_frame(tmp_path: Path, mosquitto,
                                                                   subscribe, caplog) -> None:
-    caplog.set_level(logging.INFO, logger="edge_runtime.pipeline.runner")
+    caplog.set_level(logging.INFO, logger="edge_runtime.pipeline.inference_stage")
     run = Run(tmp_path, mosquitto, subscribe, pipeline("auto", loop=True), overlap=None)
     run.publisher.attach_stats(StatsReporter("test-pi", [run.runner]))
     run.start()

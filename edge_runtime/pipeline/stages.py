@@ -16,8 +16,10 @@ import numpy as np
 
 from edge_runtime.preprocessing import Geometry
 from edge_runtime.sources.base import Frame
+from edge_runtime.supervision.heartbeat import Heartbeat
 
 JOBS = 3  # one per stage (prepare, invoke, publish); more would only add latency
+WAIT = 0.5  # seconds any stage loop blocks before it beats its heartbeat again
 
 
 @dataclass
@@ -45,3 +47,12 @@ class Stages:
         self.inferred: queue.Queue[Job | None] = queue.Queue()
         for _ in range(JOBS):
             self.free.put(Job(np.zeros(input_shape, input_dtype)))
+
+
+def take(jobs: queue.Queue[Job | None], beat: Heartbeat) -> Job | None | bool:
+    """The next job from `jobs`, END, or False after WAIT seconds (then the caller loops)."""
+    beat.beat()
+    try:
+        return jobs.get(timeout=WAIT)
+    except queue.Empty:
+        return False

@@ -1,0 +1,76 @@
+"""The source thread: open, read and pace a source into the FrameSlot; a failing source is closed
+and reopened with backoff (degraded, not hung: it keeps beating), `EndOfStream` ends it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+
+from edge_runtime.pipeline.slot import FrameSlot
+from edge_runtime.pipeline.stages import WAIT
+from edge_runtime.pipeline.stats import PipelineStats
+from edge_runtime.publishing.backoff import Backoff
+from edge_runtime.sources.base import EndOfStream, Source, SourceError
+from edge_runtime.supervision.heartbeat import Heartbeats
+from edge_runtime.supervision.waiting import wait_beating
+
+logger = logging.getLogger(__name__)
+
+
+class SourceStage:
+    def __init__(self, name: str, source: Source, slot: FrameSlot, stats: PipelineStats,
+                 heartbeats: Heartbeats, stop: threading.Event, fps: float) -> None:
+        self.name = name
+        self.source = source
+        self._slot = slot
+        self._stats = stats
+        self._heartbeats = heartbeats
+        self._stop = stop
+        self._interval = 1.0 / fps if fps > 0 else 0.0  # 0: as fast as the source gives frames
+
+    def run(self) -> None:
+        beat = self._heartbeats.register(f"source-{self.name}")
+        backoff = Backoff(1.0, 30.0)
+        source, is_open, stats = self.source, False, self._stats
+        next_frame_at = 0.0
+        try:
+            while not self._stop.is_set():
+                beat.beat()
+                try:
+                    if not is_open:
+                        source.open()
+                        is_open = True
+                        backoff.reset()
+                        logger.info("pipeline %s: source open", self.name)
+                    frame = source.read()
+                except EndOfStream:
+                    logger.info("pipeline %s: source finished", self.name)
+                    break
+                except Exception as exc:  # noqa: BLE001 - any source failure is retried, never fatal
+                    delay = backoff.next_delay()
+                    stats.source_retrying = True
+                    logger.warning("pipeline %s: source failed: %s; retrying in %.1fs",
+                                   self.name, exc, delay, exc_info=not isinstance(exc, SourceError))
+                    source.close()
+                    is_open = False
+                    wait_beating(self._stop, delay, beat)  # degraded, not hung: keep beating
+                    continue
+                if frame is None:
+                    continue
+                stats.source_retrying = False
+                if self._interval:
+                    now = time.monotonic()
+                    if next_frame_at > now and wait_beating(self._stop, next_frame_at - now, beat):
+                        break
+                    next_frame_at = max(now, next_frame_at) + self._interval
+                stats.frames += 1
+                while not self._slot.put(frame, WAIT):
+                    beat.beat()
+                    if self._stop.is_set():
+                        break
+        finally:
+            source.close()
+            self._slot.finish()
+            self._heartbeats.unregister(f"source-{self.name}")

@@ -1,0 +1,45 @@
+"""A pipeline's counters, read by the stats reporter and the status line.
+
+Each field has exactly one writer thread (named beside it); readers on other threads read plain
+ints and strings, which is atomic in CPython, and may see a value one step old. "prepare" is the
+prepare thread in an image pipeline and the inference thread in a sensor pipeline (which has no
+prepare thread), so it is one thread either way; likewise "publish".
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+from edge_runtime.pipeline.auto_threads import TunerReport
+from edge_runtime.pipeline.cascade import CascadeStats
+
+
+@dataclass
+class PipelineStats:
+    frames: int = 0  # source: frames read
+    results: int = 0  # publish: results published
+    input_errors: int = 0  # prepare: frames that could not be preprocessed
+    reprepare_errors: int = 0  # inference: frames that failed when re-prepared after a reload
+    output_errors: int = 0  # publish: outputs that could not be post-processed or encoded
+    skipped: int = 0  # prepare: frames the gate kept from the model (no motion)
+    suppressed: int = 0  # publish: results the publish policy held back (no change, rate cap)
+    failures: int = 0  # inference: model failures (each followed by a reload)
+    model_state: str = "starting"  # inference: starting, running, model-retrying, stopped, finished
+    source_retrying: bool = False  # source: the source failed and waits for its next attempt
+    delegate: str = "cpu"  # inference (at a reload): what the model runs on, e.g. "cpu (edgetpu unavailable)"
+    threads: int = 1  # inference: the interpreter's thread count now
+    threads_auto: TunerReport | None = None  # inference: with threads = "auto", what it measured
+    cascade: CascadeStats = field(default_factory=CascadeStats)  # publish: escalations, stages
+    started: float = field(default_factory=time.monotonic)  # set once, before any thread runs
+
+    @property
+    def state(self) -> str:
+        """One word for the stats: the model's state, unless the source is the problem."""
+        if self.source_retrying and self.model_state not in ("stopped", "finished"):
+            return "source-retrying"
+        return self.model_state
+
+    @property
+    def bad_inputs(self) -> int:
+        return self.input_errors + self.reprepare_errors + self.output_errors
