@@ -19,15 +19,7 @@ if ! "$python" -c 'import sys; sys.exit(not ((3, 9) <= sys.version_info[:2] <= (
     echo "mediapipe-venv: mediapipe 0.10.21 needs Python 3.9-3.12; set EDGE_RUNTIME_MEDIAPIPE_PYTHON" >&2
     exit 2
 fi
-# Debian's opencv-doc ships the sample videos the benches run on (Megamind.avi has faces).
-if [ ! -e /usr/share/doc/opencv-doc/examples/data/Megamind.avi ] && command -v apt-get >/dev/null; then
-    sudo_cmd=()
-    if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-    echo "mediapipe-venv: installing Debian's opencv-doc (sample videos)" >&2
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
-        opencv-doc >/dev/null
-fi
+bash "$repo/deploy/sample-videos.sh"  # Debian's opencv-doc: Megamind.avi has faces
 if [ -x "$venv/bin/python" ] && "$venv/bin/python" -c 'import mediapipe, skimage, edge_runtime' 2>/dev/null; then
     echo "mediapipe-venv: $venv is ready" >&2
     exit 0

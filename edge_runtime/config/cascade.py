@@ -96,7 +96,8 @@ def parse_stages(value: Any, key: str, ctx: Context, model_cls: type, preprocess
         batch = table.get("batch", True)
         if not isinstance(batch, bool):
             raise ctx.error(f"{at}.batch", f"expected true or false, got {batch!r}")
-        model, preprocess, postprocess = _model_spec(table, at, ctx, model_cls, preprocess_cls)
+        model, preprocess, postprocess = parse_model_spec(table, at, ctx, model_cls,
+                                                          preprocess_cls, "pipelines.stages")
         crop = build(CropConfig, table.get("crop", {}), f"{at}.crop", ctx)
         stages.append(StageConfig(name, model, tuple(on), max_per_frame, preprocess, postprocess,
                                   crop, index, batch))
@@ -113,7 +114,8 @@ def parse_escalate(table: Any, key: str, ctx: Context, model_cls: type,
         raise ctx.error(f"{key}.below", "missing required key")
     if not isinstance(below, (int, float)) or isinstance(below, bool) or _fraction(below):
         raise ctx.error(f"{key}.below", f"must be a number between 0 and 1, got {below!r}")
-    model, preprocess, postprocess = _model_spec(table, key, ctx, model_cls, preprocess_cls)
+    model, preprocess, postprocess = parse_model_spec(table, key, ctx, model_cls, preprocess_cls,
+                                                      "pipelines.escalate")
     return EscalateConfig(float(below), model, preprocess, postprocess)
 
 
@@ -123,10 +125,12 @@ def _known(table: dict[str, Any], keys: tuple[str, ...], key: str, ctx: Context)
             raise ctx.error(f"{key}.{name}", f"unknown key (expected one of: {', '.join(keys)})")
 
 
-def _model_spec(table: dict[str, Any], key: str, ctx: Context, model_cls: type,
-                preprocess_cls: type) -> tuple[Any, Any, dict[str, Any]]:
+def parse_model_spec(table: dict[str, Any], key: str, ctx: Context, model_cls: type,
+                     preprocess_cls: type, section: str) -> tuple[Any, Any, dict[str, Any]]:
+    """(model, preprocess, postprocess) of a pipeline, stage or escalation table; `section`
+    names the table in messages, e.g. `pipelines.stages`."""
     if "model" not in table:
-        raise ctx.error(f"{key}.model", "missing [model] table")
+        raise ctx.error(f"{key}.model", f"missing [{section}.model] table")
     model = build(model_cls, table["model"], f"{key}.model", ctx)
     if not model.path.is_file():
         raise ctx.error(f"{key}.model.path", f"no such file '{model.path}'")

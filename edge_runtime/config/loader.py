@@ -17,7 +17,7 @@ from edge_runtime.config.schema import (
     PublishConfig,
     topic_safe,
 )
-from edge_runtime.config.cascade import parse_escalate, parse_stages
+from edge_runtime.config.cascade import parse_escalate, parse_model_spec, parse_stages
 from edge_runtime.config.typed import ConfigError, Context, build, control_character
 from edge_runtime.sources.registry import SOURCES
 
@@ -117,15 +117,8 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
                         f"unknown source type {source_type!r} (expected one of: {', '.join(SOURCES)})")
     source = build(SOURCES[source_type].options, source_table, f"{key}.source", ctx)
 
-    if "model" not in table:
-        raise ctx.error(f"{key}.model", "missing [pipelines.model] table")
-    model = build(ModelConfig, table["model"], f"{key}.model", ctx)
-    if not model.path.is_file():
-        raise ctx.error(f"{key}.model.path", f"no such file '{model.path}'")
-    preprocess = build(PreprocessConfig, table.get("preprocess", {}), f"{key}.preprocess", ctx)
-    postprocess = table.get("postprocess", {})
-    if not isinstance(postprocess, dict):
-        raise ctx.error(f"{key}.postprocess", "expected a table")
+    model, preprocess, postprocess = parse_model_spec(table, key, ctx, ModelConfig,
+                                                      PreprocessConfig, "pipelines")
     gate = build(GateConfig, table.get("gate", {}), f"{key}.gate", ctx)
     publish = build(PublishConfig, table.get("publish", {}), f"{key}.publish", ctx)
     stages = parse_stages(table.get("stages", []), f"{key}.stages", ctx, ModelConfig,

@@ -18,14 +18,7 @@ models=$here/models
 MEDIAPIPE=0.10.21
 FER=25.10.3
 
-if [ ! -e /usr/share/doc/opencv-doc/examples/data/Megamind.avi ]; then
-    sudo_cmd=()
-    if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-    echo "cascade setup: installing Debian's opencv-doc (the sample video)" >&2
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends \
-        opencv-doc >/dev/null
-fi
+bash "$repo/deploy/sample-videos.sh"  # Debian's opencv-doc: Megamind.avi has faces
 
 mkdir -p "$models"
 cd "$repo"  # python -m converters.cli: this checkout's converter
