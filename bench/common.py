@@ -69,9 +69,10 @@ class Counter:
     last message on each of `keep_last` (e.g. the daemon's stats topic)."""
 
     def __init__(self, port: int, topic: str, qos: int = 1, keep_last: Sequence[str] = ()) -> None:
-        self.topic = topic
+        self.topic = topic  # may hold wildcards: `topics` says where each message came from
         self.times: list[float] = []
         self.bodies: list[bytes] = []
+        self.topics: list[str] = []
         self.last: dict[str, bytes] = {}
         self._ready = threading.Event()
         self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -84,11 +85,12 @@ class Counter:
             raise RuntimeError("subscription not acknowledged")
 
     def _on_message(self, client: Any, userdata: Any, msg: mqtt.MQTTMessage) -> None:
-        if msg.topic != self.topic:
+        if not mqtt.topic_matches_sub(self.topic, msg.topic):
             self.last[msg.topic] = msg.payload
             return
         self.times.append(time.perf_counter())
         self.bodies.append(msg.payload)
+        self.topics.append(msg.topic)
 
     def wait_for(self, count: int, timeout: float) -> None:
         deadline = time.monotonic() + timeout
@@ -130,6 +132,7 @@ class DaemonRun:
     stats: dict[str, Any] = field(default_factory=dict)  # the last retained stats message
     first_result_s: float = 0.0  # from process start to the first result received
     arrivals: list[float] = field(default_factory=list)  # perf_counter() of each result
+    topics: list[str] = field(default_factory=list)  # the topic of each result, in arrival order
 
     def tail_rate(self, count: int) -> float:
         """Results/s over the last `count` results (e.g. after threads = "auto" has chosen)."""
@@ -150,11 +153,20 @@ class DaemonRun:
 
 
 def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos: int = 1) -> Path:
+    """A config with one pipeline, named "bench"."""
+    return write_pipelines(path, port, {"bench": pipeline}, qos)
+
+
+def write_pipelines(path: Path, port: int, pipelines: dict[str, dict[str, dict[str, Any]]],
+                    qos: int = 1) -> Path:
+    """A config with a pipeline per name: {name: {section: {key: value}}}."""
     lines = ["[device]", 'id = "bench"', "[mqtt]", 'host = "127.0.0.1"', f"port = {port}",
-             f"qos = {qos}", "[[pipelines]]", 'name = "bench"']
-    for section, values in pipeline.items():
-        lines.append(f"[pipelines.{section}]")
-        lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
+             f"qos = {qos}"]
+    for name, pipeline in pipelines.items():
+        lines += ["[[pipelines]]", f"name = {json.dumps(name)}"]
+        for section, values in pipeline.items():
+            lines.append(f"[pipelines.{section}]")
+            lines += [f"{key} = {json.dumps(value)}" for key, value in values.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -163,7 +175,8 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
                pythonpath: Path = REPO, qos: int = 1, stop_after: int = 0,
                pipeline: str = "bench") -> DaemonRun:
     """Run the daemon on `config` until its file source is done (or, with `stop_after`, until
-    that many results arrived: then SIGTERM, for looping sources); count its results."""
+    that many results arrived: then SIGTERM, for looping sources); count its results.
+    `pipeline` "+" counts every pipeline's results (DaemonRun.topics says whose)."""
     # The counter subscribes at QoS 0 (it acknowledges nothing): on a 2-core machine a Python
     # subscriber acking every message would take a core from the daemon it measures.
     stats_topic = "edge/bench/stats"
@@ -197,7 +210,7 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
     stats = json.loads(counter.last[stats_topic]) if stats_topic in counter.last else {}
     first = counter.times[0] - started if counter.times else 0.0
     return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu,
-                     stats, first, list(counter.times))
+                     stats, first, list(counter.times), list(counter.topics))
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
