@@ -69,10 +69,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _load(args: argparse.Namespace) -> Any:
     from edge_runtime.daemon import prepare
 
+    app = _load_config(args)
+    return app, prepare(app)
+
+
+def _load_config(args: argparse.Namespace) -> Any:
     app = load_config(args.config)
     if args.log_level is None:
         configure_logging(app.log_level)
-    return app, prepare(app)
+    return app
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -94,13 +99,30 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from edge_runtime.daemon import Daemon
+    from edge_runtime.daemon import Daemon, prepare
+    from edge_runtime.publishing.outbox import OutboxInUse, claim, configured_outbox_path
 
     try:
-        app, parts = _load(args)
+        app = _load_config(args)
+        # Before the models load, the outbox opens or the broker hears from us: one daemon per
+        # outbox, held until this process ends.
+        owner = claim(configured_outbox_path(app))
     except ConfigError as exc:
         logger.error("%s", exc)
         return EXIT_CONFIG
+    except OutboxInUse as exc:
+        logger.error("%s", exc)
+        return EXIT_FAILURE
+    with owner:
+        try:
+            parts = prepare(app)
+        except ConfigError as exc:
+            logger.error("%s", exc)
+            return EXIT_CONFIG
+        return _run(Daemon(app, parts))
+
+
+def _run(daemon: Any) -> int:
     stop = threading.Event()
 
     def request_stop(signum: int, _frame: Any) -> None:
@@ -109,7 +131,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, request_stop)
     signal.signal(signal.SIGINT, request_stop)
-    return Daemon(app, parts).run(stop)
+    return daemon.run(stop)
 
 
 def cmd_info(args: argparse.Namespace) -> int:

@@ -17,7 +17,7 @@ from typing import Any, Callable, Sequence
 
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.publishing.network import NetworkThread
-from edge_runtime.publishing.outbox import Outbox, default_outbox_path, open_outbox
+from edge_runtime.publishing.outbox import Outbox, configured_outbox_path, open_outbox
 from edge_runtime.publishing.payload import encode
 from edge_runtime.publishing.qos0 import Qos0Lane
 from edge_runtime.publishing.stats import LinkState, StatsReporter
@@ -45,7 +45,7 @@ class MqttPublisher:
         self.topics = Topics(app.mqtt.topic_prefix, app.device.id)
         self.client_id = app.mqtt.client_id_for(app.device.id)
         if outbox is None:
-            path = app.mqtt.outbox_path or default_outbox_path(app.file)
+            path = configured_outbox_path(app)
             outbox = open_outbox(path, app.mqtt.outbox_max_messages, app.mqtt.outbox_max_bytes,
                                  app.mqtt.outbox_sync)
         self.outbox = outbox

@@ -16,7 +16,8 @@ kept in memory (`MemoryOutbox`), loudly. The memory outbox is also what the benc
     sqlite.py        SqliteOutbox: tables, transactions, eviction
     group_commit.py  who commits a batch while others wait
     recovery.py      open_outbox: quick_check, move aside, salvage, memory fallback
-    paths.py         default_outbox_path
+    paths.py         default_outbox_path, configured_outbox_path
+    owner.py         claim: the exclusive lock one daemon holds on its outbox for its life
 """
 
 from edge_runtime.publishing.outbox.base import (
@@ -30,12 +31,14 @@ from edge_runtime.publishing.outbox.base import (
     SyncMode,
 )
 from edge_runtime.publishing.outbox.memory import MemoryOutbox
-from edge_runtime.publishing.outbox.paths import default_outbox_path
+from edge_runtime.publishing.outbox.owner import OutboxInUse, OutboxOwner, claim
+from edge_runtime.publishing.outbox.paths import configured_outbox_path, default_outbox_path
 from edge_runtime.publishing.outbox.recovery import move_aside, open_outbox, salvage
 from edge_runtime.publishing.outbox.sqlite import FORMAT_VERSION, SqliteOutbox
 
 __all__ = [
     "FORMAT_VERSION", "EncodeErrors", "Encoder", "MemoryOutbox", "Outbox", "OutboxError",
-    "OutboxMessage", "OutboxSnapshot", "PipelineCounts", "SqliteOutbox", "SyncMode",
-    "default_outbox_path", "move_aside", "open_outbox", "salvage",
+    "OutboxInUse", "OutboxMessage", "OutboxOwner", "OutboxSnapshot", "PipelineCounts",
+    "SqliteOutbox", "SyncMode", "claim", "configured_outbox_path", "default_outbox_path",
+    "move_aside", "open_outbox", "salvage",
 ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 
 def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None = None) -> Path:
@@ -18,3 +19,8 @@ def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None 
         return Path(state) / "outbox.sqlite"
     config = Path(config_file).resolve()
     return config.with_name(f"{config.stem}.outbox.sqlite")
+
+
+def configured_outbox_path(app: Any) -> Path:
+    """The outbox file of a config (AppConfig): its own setting, else the default above."""
+    return app.mqtt.outbox_path or default_outbox_path(app.file)
