@@ -1,0 +1,1 @@
+"""Home Assistant: MQTT discovery, retained entity states, snapshots and control."""
