@@ -42,6 +42,10 @@ def _parser() -> argparse.ArgumentParser:
     check = commands.add_parser("check", help="validate the config and load every model")
     check.add_argument("--config", "-c", required=True, help="the TOML config file")
 
+    remove = commands.add_parser(
+        "ha-remove", help="remove the daemon's Home Assistant entities (empty retained discovery)")
+    remove.add_argument("--config", "-c", required=True, help="the TOML config file")
+
     info = commands.add_parser("info", help="show a model's tensors, quantization and metadata")
     info.add_argument("model", help="a .tflite file")
     info.add_argument("--json", action="store_true", help="print JSON instead of text")
@@ -62,7 +66,8 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level or "info")
-    handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info, "bench": cmd_bench}
+    handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info, "bench": cmd_bench,
+                "ha-remove": cmd_ha_remove}
     return handlers[args.command](args)
 
 
@@ -95,6 +100,33 @@ def cmd_check(args: argparse.Namespace) -> int:
             for line in part.cascade.describe():
                 print(f"  {line}")
     print(f"{args.config}: OK")
+    return EXIT_OK
+
+
+def cmd_ha_remove(args: argparse.Namespace) -> int:
+    """Clear the retained discovery (Home Assistant removes the device's entities) and the
+    retained states, snapshots and control states of the configured pipelines."""
+    from edge_runtime.config.integration import HomeAssistantConfig
+    from edge_runtime.homeassistant.service import removal_messages
+    from edge_runtime.publishing.oneshot import OneShotError, publish_retained
+    from edge_runtime.publishing.topics import Topics
+
+    try:
+        app = load_config(args.config)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    topics = removal_messages(app.homeassistant or HomeAssistantConfig(), app.device.id,
+                              Topics(app.mqtt.topic_prefix, app.device.id),
+                              [p.name for p in app.pipelines])
+    try:
+        publish_retained(app.mqtt, app.mqtt.client_id_for(app.device.id) + "-ha-remove",
+                         [(topic, b"") for topic in topics])
+    except OneShotError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    print(f"removed the Home Assistant device {topics[0]} and {len(topics) - 1} retained "
+          "state topic(s)")
     return EXIT_OK
 
 

@@ -7,6 +7,8 @@ import threading
 
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
+from edge_runtime.pipeline.observer import Extras
+from edge_runtime.pipeline.observer import plan as plan_extras
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 from edge_runtime.publishing.stats import StatsReporter
@@ -21,7 +23,9 @@ SHUTDOWN_TIMEOUT = 10.0
 
 def prepare(app: AppConfig) -> list[PipelineParts]:
     """Build every pipeline (loads every model); raises ConfigError before anything runs."""
-    return [assemble(pipeline, app) for pipeline in app.pipelines]
+    parts = [assemble(pipeline, app) for pipeline in app.pipelines]
+    plan_extras(app, parts)  # tracker, snapshot and Home Assistant checks
+    return parts
 
 
 class Daemon:
@@ -34,6 +38,8 @@ class Daemon:
         self.watchdog = WatchdogThread(self.notifier, self.heartbeats, WatchdogSettings.from_env(),
                                        self.status_line)
         self.publisher = MqttPublisher(app, self.heartbeats)
+        # Tracking, events, Home Assistant discovery/states/control, snapshots (observer.py).
+        self.extras = Extras.build(app, parts, self.publisher, self.heartbeats, self._control)
         self.runners = [
             PipelineRunner(
                 part,
@@ -41,6 +47,7 @@ class Daemon:
                 sink=self.publisher,
                 device=app.device.id,
                 heartbeats=self.heartbeats,
+                observer=self.extras.needed(part.config.name),
             )
             for part in parts
         ]
@@ -51,6 +58,8 @@ class Daemon:
         """Run until `stop` is set or every pipeline's (finite) source is done; then shut down."""
         main_beat = self.heartbeats.register("main")
         self.publisher.start()
+        if self.extras.snapshots is not None:
+            self.extras.snapshots.start()
         for runner in self.runners:
             runner.start()
         logger.info("running %d pipeline(s): %s; publishing to %s:%d under %s/",
@@ -80,6 +89,8 @@ class Daemon:
             runner.stop()
         for runner in self.runners:
             runner.join(SHUTDOWN_TIMEOUT)
+        if self.extras.snapshots is not None:
+            self.extras.snapshots.stop()
         self.publisher.stop(SHUTDOWN_TIMEOUT)
         self.log_summary()
         self.heartbeats.unregister("main")
@@ -98,6 +109,12 @@ class Daemon:
                         runner.name, runner.stats.frames, runner.stats.results, runner.dropped,
                         runner.input_errors(), counts.dropped if counts else 0,
                         counts.depth if counts else 0)
+
+    def _control(self, pipeline: str, running: bool) -> None:
+        """A pause / resume command from Home Assistant (network thread)."""
+        for runner in self.runners:
+            if runner.name == pipeline:
+                runner.pause(not running)
 
     def status_line(self) -> str:
         """One line for systemd's STATUS= and logs."""

@@ -19,11 +19,12 @@ from edge_runtime.config.schema import (
 )
 from edge_runtime.config.cascade import parse_escalate, parse_model_spec, parse_stages
 from edge_runtime.config.typed import ConfigError, Context, build, control_character
+from edge_runtime.config.integration import parse_homeassistant, parse_pipeline_objects
 from edge_runtime.sources.registry import SOURCES
 
-TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging")
+TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging", "homeassistant")
 PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate", "publish",
-                 "stages", "escalate")
+                 "stages", "escalate", "tracker", "zones", "snapshot")
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
@@ -63,7 +64,10 @@ def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
             raise ctx.error(f"pipelines[{index}].name", f"duplicate pipeline name {pipeline.name!r}")
         names.add(pipeline.name)
         pipelines.append(pipeline)
-    return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), log_level)
+    homeassistant = parse_homeassistant(doc["homeassistant"], ctx) if "homeassistant" in doc \
+        else None
+    return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), log_level,
+                     homeassistant)
 
 
 def _log_level(table: Any, ctx: Context) -> str:
@@ -128,4 +132,4 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
         escalate = parse_escalate(table["escalate"], f"{key}.escalate", ctx, ModelConfig,
                                   PreprocessConfig)
     return PipelineConfig(name, source, model, preprocess, dict(postprocess), index, gate, publish,
-                          stages, escalate)
+                          stages, escalate, parse_pipeline_objects(table, key, ctx))

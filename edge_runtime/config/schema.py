@@ -6,10 +6,13 @@ import re
 import socket
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from edge_runtime.config.cascade import EscalateConfig, StageConfig
 from edge_runtime.config.typed import at_least
+
+if TYPE_CHECKING:  # integration.py imports this module's checks
+    from edge_runtime.config.integration import HomeAssistantConfig, PipelineObjects
 
 _NAME = re.compile(r"[A-Za-z0-9_.-]+")  # used with fullmatch: "$" matches before a final "\n"
 
@@ -141,6 +144,7 @@ class PipelineConfig:
     publish: PublishConfig = field(default_factory=PublishConfig)
     stages: tuple[StageConfig, ...] = ()  # models run on crops of the detections (cascade.py)
     escalate: EscalateConfig | None = None  # a bigger model when this one is unsure
+    objects: PipelineObjects | None = None  # tracker, zones, snapshots (config/integration.py)
 
 
 @dataclass(frozen=True)
@@ -151,3 +155,4 @@ class AppConfig:
     mqtt: MqttConfig
     pipelines: tuple[PipelineConfig, ...]
     log_level: str = "INFO"
+    homeassistant: HomeAssistantConfig | None = None  # [homeassistant] (config/integration.py)

@@ -65,19 +65,16 @@ class HaTopics:
         return f"{self.ha_prefix}/status"
 
     def state(self, pipeline: str) -> str:
-        return f"{self.topics.base}/{pipeline}/state"
+        return self.topics.state(pipeline)
 
     def snapshot(self, pipeline: str) -> str:
-        return f"{self.topics.base}/{pipeline}/snapshot"
-
-    def events(self, pipeline: str) -> str:
-        return f"{self.topics.base}/{pipeline}/events"
+        return self.topics.snapshot(pipeline)
 
     def control(self, pipeline: str) -> str:
-        return f"{self.topics.base}/{pipeline}/control"
+        return self.topics.control(pipeline)
 
     def control_set(self, pipeline: str) -> str:
-        return f"{self.topics.base}/{pipeline}/control/set"
+        return self.topics.control_set(pipeline)
 
 
 @dataclass

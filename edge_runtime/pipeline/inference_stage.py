@@ -113,7 +113,7 @@ class InferenceStage:
         finally:
             meter.close()
             if inline_job is not None:
-                publisher.batch.flush()
+                publisher.close()
             stats.model_state = "stopped" if stop.is_set() else "finished"
             stages.inferred.put(END)
             heartbeats.unregister(f"inference-{self.name}")

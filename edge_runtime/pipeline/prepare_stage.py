@@ -37,11 +37,16 @@ class Preparer:
         self._stats = stats
         self._current_parts = current_parts
         self._warn = RateLimitedLogger(logger)
+        self.paused = threading.Event()  # [homeassistant] control: frames are read, not inferred
 
     def next_frame(self) -> Frame | None:
         """The next frame worth the model's time; None if none came within WAIT (or gated)."""
         frame = self._slot.get(WAIT)
         if frame is None:
+            return None
+        self._stats.pausing = self.paused.is_set()
+        if self._stats.pausing:
+            self._stats.paused += 1
             return None
         if not self._gate.should_infer(frame.data):
             self._stats.skipped += 1

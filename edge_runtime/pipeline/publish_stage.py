@@ -11,6 +11,7 @@ import time
 
 from edge_runtime.model.tflite_model import dequantize
 from edge_runtime.pipeline.batch import BatchSink, ResultBatch
+from edge_runtime.pipeline.observer import ResultObserver
 from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.result import result_body
 from edge_runtime.pipeline.stages import END, Job, Stages, take
@@ -24,8 +25,9 @@ logger = logging.getLogger(__name__)
 
 class ResultPublisher:
     def __init__(self, name: str, device: str, sink: BatchSink, policy: PublishPolicy,
-                 stats: PipelineStats) -> None:
+                 stats: PipelineStats, observer: ResultObserver | None = None) -> None:
         self.name = name
+        self.observer = observer  # tracking, events, entity state, snapshots (observer.py)
         self._device = device
         self._policy = policy
         self._stats = stats
@@ -58,6 +60,8 @@ class ResultPublisher:
         if cascade is not None:
             fields, model_info = cascade.escalate(frame, fields, model_info, timing_ms,
                                                   self._stats.cascade)
+        if self.observer is not None:
+            self.observer.observe(frame, fields)
         if not self._policy.should_publish(fields):
             self._stats.suppressed += 1
             return
@@ -80,8 +84,14 @@ class ResultPublisher:
                 stages.free.put(job)
                 self.batch.flush_unless(more_coming=not stages.inferred.empty())
         finally:
-            self.batch.flush()
+            self.close()
             heartbeats.unregister(f"publish-{self.name}")
+
+    def close(self) -> None:
+        """The stage ends: tracked objects end, the batch goes out."""
+        if self.observer is not None:
+            self.observer.close()
+        self.batch.flush()
 
     def _count_published(self, count: int) -> None:
         self._stats.results += count

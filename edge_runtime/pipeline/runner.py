@@ -38,6 +38,7 @@ from edge_runtime.pipeline.batch import BatchSink
 from edge_runtime.pipeline.gate import MotionGate
 from edge_runtime.pipeline.inference_stage import InferenceStage
 from edge_runtime.pipeline.invoke_meter import InvokeMeter
+from edge_runtime.pipeline.observer import ResultObserver
 from edge_runtime.pipeline.prepare_stage import Preparer
 from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.publish_stage import ResultPublisher
@@ -64,6 +65,7 @@ class PipelineRunner:
         heartbeats: Heartbeats,
         clock: Callable[[], float] = time.monotonic,
         overlap: bool | None = None,
+        observer: ResultObserver | None = None,
     ) -> None:
         """`overlap`: stage threads (True), one worker (False), None: stage threads for images."""
         self.name = parts.config.name
@@ -81,7 +83,8 @@ class PipelineRunner:
         self._preparer = Preparer(self.name, self.slot, MotionGate(parts.config.gate, clock),
                                   self.stats, lambda: self._inference.parts)
         self._publisher = ResultPublisher(self.name, device, sink,
-                                          PublishPolicy(parts.config.publish, clock), self.stats)
+                                          PublishPolicy(parts.config.publish, clock), self.stats,
+                                          observer)
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
         self.overlap = not sensor if overlap is None else overlap
@@ -112,6 +115,13 @@ class PipelineRunner:
     def start(self) -> None:
         for thread in self._threads:
             thread.start()
+
+    def pause(self, paused: bool) -> None:
+        """Stop (or resume) inferring; the source keeps running so the frames stay fresh."""
+        if paused:
+            self._preparer.paused.set()
+        else:
+            self._preparer.paused.clear()
 
     def stop(self) -> None:
         self._stop.set()

@@ -24,6 +24,8 @@ class PipelineStats:
     output_errors: int = 0  # publish: outputs that could not be post-processed or encoded
     skipped: int = 0  # prepare: frames the gate kept from the model (no motion)
     suppressed: int = 0  # publish: results the publish policy held back (no change, rate cap)
+    paused: int = 0  # prepare: frames not inferred while paused by command
+    pausing: bool = False  # prepare: paused by command ([homeassistant] control)
     failures: int = 0  # inference: model failures (each followed by a reload)
     model_state: str = "starting"  # inference: starting, running, model-retrying, stopped, finished
     source_retrying: bool = False  # source: the source failed and waits for its next attempt
@@ -38,6 +40,8 @@ class PipelineStats:
         """One word for the stats: the model's state, unless the source is the problem."""
         if self.source_retrying and self.model_state not in ("stopped", "finished"):
             return "source-retrying"
+        if self.pausing and self.model_state not in ("stopped", "finished"):
+            return "paused"
         return self.model_state
 
     @property

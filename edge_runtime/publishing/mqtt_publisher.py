@@ -16,6 +16,8 @@ import time
 from typing import Any, Callable, Sequence
 
 from edge_runtime.config.schema import AppConfig
+from edge_runtime.publishing.latest import LatestMessage
+from edge_runtime.publishing.listeners import LinkListener
 from edge_runtime.publishing.network import NetworkThread
 from edge_runtime.publishing.outbox import Outbox, configured_outbox_path, open_outbox
 from edge_runtime.publishing.payload import encode
@@ -76,6 +78,25 @@ class MqttPublisher:
             return self.outbox.append_many(pipeline, topic, self.config.qos, encoders)
         finally:
             self._network.wake()
+
+    def publish_events(self, pipeline: str, bodies: Sequence[dict[str, Any]]) -> list[int]:
+        """A pipeline's object events (tracking/objects.py): QoS 1 through the outbox, with a
+        `seq` of their own (outbox stream `<pipeline>/events`; '/' is not allowed in names)."""
+        try:
+            return self.outbox.append_many(f"{pipeline}/events", self.topics.events(pipeline), 1,
+                                           [_encoder(body) for body in bodies])
+        finally:
+            self._network.wake()
+
+    def publish_latest(self, topic: str, payload: bytes, qos: int = 1,
+                       retain: bool = True) -> None:
+        """A retained latest value (latest.py): replaces one not yet sent, never on disk."""
+        self._network.latest.put(LatestMessage(topic, payload, qos, retain))
+        self._network.wake()
+
+    def add_listener(self, listener: LinkListener) -> None:
+        """Told about each connection, receives its subscriptions (before start())."""
+        self._network.listeners.append(listener)
 
     def attach_stats(self, reporter: StatsReporter) -> None:
         """The reporter that knows the pipelines (set by the daemon before start())."""

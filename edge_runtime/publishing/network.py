@@ -31,6 +31,8 @@ import paho.mqtt.client as mqtt
 from edge_runtime.config.schema import MqttConfig
 from edge_runtime.publishing.backoff import Backoff
 from edge_runtime.publishing.connection import make_client
+from edge_runtime.publishing.latest import LatestValues
+from edge_runtime.publishing.listeners import Link, LinkListener, dispatch
 from edge_runtime.publishing.outbox import Outbox, OutboxMessage
 from edge_runtime.publishing.poison import PoisonJudge
 from edge_runtime.publishing.qos0 import Qos0Lane
@@ -68,6 +70,9 @@ class NetworkThread:
         self.connected = threading.Event()
         self.closing = threading.Event()  # stop(): say goodbye and leave
         self.drained = threading.Condition()  # notified when acks shrink the outbox
+        self.latest = LatestValues()  # retained latest-value messages (latest.py)
+        self.listeners: list[LinkListener] = []  # subscribers to the connection (listeners.py)
+        self._on_suback: dict[int, Callable[[], None]] = {}
         # -- this thread only --------------------------------------------------------------------
         self._client: mqtt.Client | None = None
         self._inflight: dict[int, OutboxMessage] = {}  # paho mid -> outbox row, this connection
@@ -148,6 +153,9 @@ class NetworkThread:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_publish = self._on_publish
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        self._on_suback.clear()
         try:
             client.connect(self.config.host, self.config.port, self.config.keepalive)
         except (OSError, ValueError) as exc:
@@ -208,6 +216,8 @@ class NetworkThread:
     def _fill_window(self, client: mqtt.Client) -> None:
         while (queued := self._qos0.take()) is not None:
             client.publish(queued[0], queued[1], qos=0)
+        for latest in self.latest.take():
+            client.publish(latest.topic, latest.payload, qos=latest.qos, retain=latest.retain)
         # While a result is suspected of making the broker drop us, it goes out alone.
         room = self._poison.window(self.window) - len(self._inflight)
         if room <= 0:
@@ -335,6 +345,7 @@ class NetworkThread:
         # Retained state goes out again on every connection (the broker may have restarted).
         client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         self._next_stats = 0.0  # stats right away: they say what happened while we were away
+        dispatch(self.listeners, lambda listener: listener.on_connect(Link(client, self._on_suback)))
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
@@ -346,3 +357,16 @@ class NetworkThread:
                     properties: Any) -> None:
         if mid in self._inflight:  # else status/stats: nothing waits for those
             self._acked.append(mid)
+
+    def _on_subscribe(self, client: mqtt.Client, userdata: Any, mid: int, reasons: Any,
+                      properties: Any) -> None:
+        done = self._on_suback.pop(mid, None)
+        if done is not None:
+            try:
+                done()
+            except Exception:  # noqa: BLE001 - a listener's bug must not break the connection
+                logger.exception("MQTT subscription callback failed")
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+        topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
+        dispatch(self.listeners, lambda listener: listener.on_message(topic, payload, retained))

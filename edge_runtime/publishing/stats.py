@@ -67,6 +67,7 @@ class StatsReporter:
                 "frames_dropped": int(runner.dropped),  # live frames replaced by newer ones
                 "gated": int(getattr(stats, "skipped", 0)),  # kept from the model by the gate
                 "suppressed": int(getattr(stats, "suppressed", 0)),  # held back by publish policy
+                "paused": int(getattr(stats, "paused", 0)),  # not inferred while paused by command
                 "delegate": str(getattr(stats, "delegate", "cpu")),  # "cpu (edgetpu unavailable)"
                 "bad_inputs": int(runner.input_errors()),
                 "failures": int(stats.failures),
@@ -84,7 +85,10 @@ class StatsReporter:
                 pipelines[runner.name]["stages"] = cascade.to_dict()
         for name, counts in outbox.pipelines.items():
             # Pipelines no longer in the config may still have results waiting from an older run.
-            entry = pipelines.setdefault(name, {"state": "not configured"})
+            pipeline, _, stream = name.partition("/")  # "<pipeline>/events": its event stream
+            entry = pipelines.setdefault(pipeline, {"state": "not configured"})
+            if stream:
+                entry = entry.setdefault(stream, {})
             entry.update(seq_next=counts.next_seq, outbox_depth=counts.depth,
                          dropped=counts.dropped)
         for entry in pipelines.values():

@@ -88,6 +88,12 @@ class Detector:
         self.pixels = np.asarray([width, height, width, height], np.float32)
         logger.info("detection: format %s (%s), %s NMS", fmt, self.decoder.describe(), self.nms)
 
+    def reported_labels(self) -> tuple[str, ...]:
+        """The labels results can carry: the allow-list's, else every labeled class."""
+        if self.allowed is None:
+            return tuple(self.labels[self.offset:])
+        return tuple(label_for(self.labels, int(i)) for i in self.allowed)  # label indices
+
     def _allowed(self, names: tuple[str, ...]) -> np.ndarray | None:
         """Label indices allowed by the `classes` option (None = every class)."""
         if not names:

@@ -1,0 +1,188 @@
+"""What a pipeline does with a result besides publishing it: tracking, events, states, snapshots.
+
+The runner's publishing thread calls `observe` with every post-processed result, before the
+publish policy (so a published result carries its detections' `id` and `zones`, and an event or
+a state is never held back by a policy meant for results). In order:
+
+1. tracking (tracking/objects.py): ids and zones on the detections, lifecycle events, committed
+   to the outbox with their own seq (`<pipeline>/events`);
+2. the Home Assistant entity state (homeassistant/states.py), a retained latest value, when due;
+3. a snapshot request (homeassistant/snapshot.py) when the policy says so: the encoding runs on
+   the `snapshots` thread, this thread only hands over a reference to the frame.
+
+`Extras.build` checks up front what a pipeline cannot do (a tracker needs detections, a
+snapshot an image source) and raises ConfigError with the key path.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+from edge_runtime.config.schema import AppConfig
+from edge_runtime.config.typed import ConfigError
+from edge_runtime.homeassistant.discovery import PipelineInfo
+from edge_runtime.homeassistant.service import HomeAssistantService
+from edge_runtime.homeassistant.snapshot import (
+    SnapshotPolicy,
+    SnapshotRequest,
+    SnapshotWorker,
+    labels_in,
+)
+from edge_runtime.homeassistant.states import StateThrottle, entity_state
+from edge_runtime.publishing.payload import encode, utc_timestamp
+from edge_runtime.publishing.topics import Topics
+from edge_runtime.ratelimit import RateLimitedLogger
+from edge_runtime.sources.base import Frame
+from edge_runtime.sources.registry import SOURCES
+from edge_runtime.supervision.heartbeat import Heartbeats
+from edge_runtime.tracking.objects import ObjectTracker
+from edge_runtime.tracking.tracker import Tracker
+from edge_runtime.tracking.zones import Zone
+
+logger = logging.getLogger(__name__)
+
+EventSink = Callable[[str, Sequence[dict[str, Any]]], Any]  # publisher.publish_events
+
+
+@dataclass
+class ObserverStats:
+    events: int = 0  # events committed
+    snapshots: int = 0  # snapshot requests handed to the snapshots thread
+    observe_ms: float = 0.0  # time spent in observe() on the publishing thread, total
+
+
+@dataclass
+class ResultObserver:
+    pipeline: str
+    task: str
+    labels: tuple[str, ...]  # the entities' labels (state counts are zero-filled for them)
+    zones: tuple[str, ...]
+    events: EventSink
+    objects: ObjectTracker | None = None
+    state: Callable[[str, bytes], None] | None = None  # HomeAssistantService.state
+    snapshots: SnapshotWorker | None = None
+    snapshot_policy: SnapshotPolicy | None = None
+    max_width: int = 640
+    quality: int = 80
+    stats: ObserverStats = field(default_factory=ObserverStats)
+    _throttle: StateThrottle = field(default_factory=StateThrottle)
+    _warn: RateLimitedLogger = field(default_factory=lambda: RateLimitedLogger(logger))
+
+    def observe(self, frame: Frame, fields: dict[str, Any]) -> None:
+        t0 = time.perf_counter()
+        appeared = False
+        if self.objects is not None and "detections" in fields:
+            tracked = self.objects.process(fields["detections"], frame.captured)
+            appeared = tracked.appeared
+            self._send_events(tracked.events)
+        if self.state is not None:
+            key, state = entity_state(self.task, utc_timestamp(frame.captured), fields,
+                                      self.labels, self.zones)
+            if self._throttle.due(key):
+                self.state(self.pipeline, encode(state))
+        if self.snapshot_policy is not None and self.snapshots is not None:
+            if self.snapshot_policy.should_take(labels_in(fields), appeared):
+                self.snapshots.submit(SnapshotRequest(self.pipeline, frame.data, fields,
+                                                      self.max_width, self.quality))
+                self.stats.snapshots += 1
+        self.stats.observe_ms += (time.perf_counter() - t0) * 1e3
+
+    def close(self) -> None:
+        """The pipeline stops: every announced object ends."""
+        if self.objects is not None:
+            self._send_events(self.objects.close(time.time()))
+
+    def _send_events(self, events: list[dict[str, Any]]) -> None:
+        if not events:
+            return
+        try:
+            self.events(self.pipeline, events)
+            self.stats.events += len(events)
+        except Exception as exc:  # noqa: BLE001 - like a result's: counted and logged, not fatal
+            self._warn.warning("events", "pipeline %s: events could not be stored: %r",
+                               self.pipeline, exc)
+
+
+@dataclass
+class Extras:
+    """The daemon-wide pieces: the snapshots thread and the Home Assistant service."""
+
+    observers: dict[str, ResultObserver]
+    snapshots: SnapshotWorker | None
+    homeassistant: HomeAssistantService | None
+
+    @staticmethod
+    def build(app: AppConfig, parts: Sequence[Any], publisher: Any,
+              heartbeats: Heartbeats | None = None,
+              control: Callable[[str, bool], None] | None = None) -> "Extras":
+        topics = Topics(app.mqtt.topic_prefix, app.device.id)
+        ha_config = app.homeassistant if app.homeassistant and app.homeassistant.discovery \
+            else None
+        plans = plan(app, parts)
+        infos = [info for _, _, _, info in plans]
+        ha = None
+        if ha_config is not None:
+            ha = HomeAssistantService(ha_config, app.device.id, topics, infos,
+                                      lambda t, p: publisher.publish_latest(t, p), control)
+            publisher.add_listener(ha)
+        snapshots = None
+        if any(objects and objects.snapshot for _, objects, _, _ in plans):
+            snapshots = SnapshotWorker(
+                lambda name, jpeg: publisher.publish_latest(topics.snapshot(name), jpeg),
+                heartbeats)
+        observers = {}
+        for part, objects, zones, info in plans:
+            name, labels = part.config.name, info.labels
+            tracker = objects.tracker if objects else None
+            snap = objects.snapshot if objects else None
+            observers[name] = ResultObserver(
+                pipeline=name, task=part.task, labels=labels, zones=tuple(z.name for z in zones),
+                events=publisher.publish_events,
+                objects=ObjectTracker(app.device.id, name, Tracker(
+                    tracker.max_age, tracker.min_hits, tracker.iou_threshold), zones)
+                if tracker else None,
+                state=ha.state if ha else None,
+                snapshots=snapshots if snap else None,
+                snapshot_policy=SnapshotPolicy(snap.min_interval) if snap else None,
+                max_width=snap.max_width if snap else 640,
+                quality=snap.quality if snap else 80)
+        return Extras(observers, snapshots, ha)
+
+    def needed(self, name: str) -> ResultObserver | None:
+        """The pipeline's observer, or None when it has nothing to do."""
+        observer = self.observers.get(name)
+        if observer is None or (observer.objects is None and observer.state is None
+                                and observer.snapshot_policy is None):
+            return None
+        return observer
+
+
+def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zone, ...], PipelineInfo]]:
+    """Per pipeline: (parts, objects config, zones, what Home Assistant gets); ConfigError for
+    what a pipeline cannot do (`check` and `run` call this before anything starts)."""
+    ha_config = app.homeassistant if app.homeassistant and app.homeassistant.discovery else None
+    plans = []
+    for part in parts:
+        config = part.config
+        objects = config.objects
+        key = f"pipelines[{config.index}]"
+        image = not SOURCES[config.source.type].sensor
+        labels: tuple[str, ...] = ()
+        if part.task == "detection":
+            reported = part.postprocess.reported_labels()
+            limit = ha_config.max_labels if ha_config else 0
+            labels = reported if config.postprocess.get("classes") else reported[:limit]
+        if objects and objects.tracker and part.task != "detection":
+            raise ConfigError(app.file, f"{key}.tracker",
+                              f"tracking needs detections; task {part.task!r} has none")
+        if objects and objects.snapshot and not image:
+            raise ConfigError(app.file, f"{key}.snapshot",
+                              f"snapshots need an image source, not {config.source.type!r}")
+        zones = tuple(Zone(z.name, z.points) for z in objects.zones) if objects else ()
+        info = PipelineInfo(config.name, part.task, labels, tuple(z.name for z in zones),
+                            bool(objects and objects.snapshot))
+        plans.append((part, objects, zones, info))
+    return plans
