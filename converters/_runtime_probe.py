@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 
 MODULES = {
     "ai-edge-litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
@@ -39,12 +40,16 @@ def main(argv: list[str]) -> int:
         input_index = interpreter.get_input_details()[0]["index"]
         output_indices = [d["index"] for d in interpreter.get_output_details()]
         outputs: list[list[object]] = [[] for _ in output_indices]
+        times = []
         for sample in inputs:
             interpreter.set_tensor(input_index, sample[None])
+            start = time.perf_counter()
             interpreter.invoke()
+            times.append(time.perf_counter() - start)
             for k, index in enumerate(output_indices):
                 outputs[k].append(interpreter.get_tensor(index)[0])
         np.savez(outputs_path, *[np.stack(o) for o in outputs])
+        result["latency_ms"] = float(np.median(times) * 1000.0)
     except Exception as exc:  # report any failure as data: the parent decides what it means
         text = str(exc).strip()
         result["error"] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]

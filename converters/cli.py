@@ -51,16 +51,21 @@ def _option(text: str) -> tuple[str, Any]:
     return key.strip(), parsed
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(distill: bool = False) -> argparse.ArgumentParser:
     modes = "; ".join(f"{m.name}: {m.description}" for m in MODES.values())
     parser = argparse.ArgumentParser(
-        prog="edge-convert",
-        description="Convert a Keras model or SavedModel to a verified .tflite with embedded "
-                    "edge-runtime metadata.",
+        prog="edge-convert distill" if distill else "edge-convert",
+        description=("Train a small student to match TEACHER on unlabeled inputs, convert both, "
+                     "report them side by side." if distill else
+                     "Convert a Keras, SavedModel, PyTorch (.pt2) or ONNX model to a verified "
+                     ".tflite with embedded edge-runtime metadata. 'edge-convert distill -h': "
+                     "knowledge distillation."),
         epilog="Exit status: 0 written, 1 conversion or verification failed (nothing written), "
                "2 bad input.",
     )
-    parser.add_argument("model", type=Path, help="Keras .keras/.h5 file or SavedModel folder")
+    parser.add_argument("model", type=Path, metavar="TEACHER" if distill else "model",
+                        help="Keras .keras/.h5 file, SavedModel folder, torch.export .pt2 or "
+                             ".onnx file")
     parser.add_argument("-o", "--output", type=Path, help="the .tflite file to write")
     parser.add_argument("--quantize", choices=MODE_NAMES, default="none", help=modes)
     parser.add_argument("--io-type", choices=("int8", "uint8", "float32", "int16"),
@@ -117,6 +122,29 @@ def build_parser() -> argparse.ArgumentParser:
                        "check the model on (or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON)")
     check.add_argument("--timeout", type=float, default=1800.0,
                        help="seconds without progress before a conversion is stopped")
+    if distill:
+        group = parser.add_argument_group("distillation")
+        group.add_argument("--inputs", type=Path, required=True,
+                           help="unlabeled inputs the student learns the teacher on (a folder "
+                                "of images, .npy/.npz or CSV, read like --calibration-data)")
+        group.add_argument("--student", default="mobilenet:0.25",
+                           help="mobilenet:ALPHA (MobileNet-style, width multiplier ALPHA; "
+                                "default mobilenet:0.25) or a Keras model file to train")
+        group.add_argument("--temperature", type=float, default=4.0,
+                           help="softens the teacher's outputs (default 4)")
+        group.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
+        parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+        parser.add_argument("-v", "--verbose", action="store_true")
+        return parser
+    shrink = parser.add_argument_group("pruning (Keras models)")
+    shrink.add_argument("--prune", type=float, metavar="SPARSITY",
+                        help="zero this share of every kernel's weights (0.5 = half) by magnitude "
+                             "while fine-tuning on --train-data; the report shows the model as "
+                             "given and pruned side by side")
+    shrink.add_argument("--train-data", type=Path,
+                        help="labeled samples to fine-tune on, like --validation-data")
+    shrink.add_argument("--epochs", type=int, default=8,
+                        help="fine-tuning epochs for --prune (default 8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true")
     return parser
@@ -158,8 +186,10 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    distill = bool(argv) and argv[0] == "distill"
+    parser = build_parser(distill)
+    args = parser.parse_args(argv[1:] if distill else argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
     if (args.plot or args.output_dir) and not args.compare:
@@ -170,7 +200,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     from converters.convert import run
 
     try:
-        result = run(options_from_args(args))
+        if distill:
+            from converters.distill import StudentSpec, run_distill
+
+            result = run_distill(options_from_args(args), args.inputs,
+                                 StudentSpec.parse(args.student), max(1, args.epochs),
+                                 args.temperature)
+        elif args.prune is not None:
+            from converters.variants import run_pruned
+
+            result = run_pruned(options_from_args(args), args.prune, args.train_data,
+                                max(1, args.epochs))
+        else:
+            result = run(options_from_args(args))
     except ConvertError as exc:
         print(f"edge-convert: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -178,6 +220,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"edge-convert: failed: {exc}", file=sys.stderr)
         return EXIT_FAILED
     print(result.report.table())
+    if "pruning" in result.report.sections:
+        from converters.variants import pruning_summary
+
+        print(pruning_summary(result.report.sections["pruning"]))
+    if "distillation" in result.report.sections:
+        from converters.distill import distill_summary
+
+        print(distill_summary(result.report.sections["distillation"]))
     if args.report:
         result.report.write_json(args.report)
     if args.plot:

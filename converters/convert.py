@@ -23,6 +23,7 @@ from converters.errors import ConversionFailed, ConvertError
 from converters.loaders import ConversionInput, SourceModel, find_loader, source_sha256
 from converters.metadata_writer import embed_metadata
 from converters.modes import MODE_NAMES, MODES, resolve_io_type
+from converters.prune import gzip_size
 from converters.progress import Progress
 from converters.report import ModeReport, Report
 from converters.runtime_check import check, targets
@@ -80,6 +81,7 @@ class Result:
     exit_code: int
     written: Path | None = None
     message: str = ""  # why nothing was written, when exit_code is not 0
+    models: dict[str, bytes] = field(default_factory=dict)  # mode -> verified .tflite bytes
 
 
 def converter_version() -> str:
@@ -327,7 +329,9 @@ def run(options: Options) -> Result:
                 verified[mode] = embed_metadata(outcome.model_bytes, final)
     report.modes.sort(key=lambda m: MODE_NAMES.index(m.mode))
     logger.info("converted and verified in %.1f s", time.monotonic() - started)
-    return _finish(options, report, verified, runtime)
+    result = _finish(options, report, verified, runtime)
+    result.models = verified
+    return result
 
 
 def _finish(options: Options, report: Report, verified: dict[str, bytes],
@@ -365,6 +369,7 @@ def _verify(entry: ModeReport, candidate: Path, runtime: Any, validation: Datase
         entry.status, entry.message = "failed", f"outputs do not match the source model: {exc}"
         return
     entry.size_bytes = candidate.stat().st_size
+    entry.gzip_bytes = gzip_size(candidate.read_bytes())
     entry.accuracy, entry.agreement = scores.accuracy, scores.agreement
     entry.max_abs_diff, entry.mean_abs_diff = scores.max_abs_diff, scores.mean_abs_diff
     entry.latency_ms = run_.latency_ms

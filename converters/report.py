@@ -16,19 +16,24 @@ class ModeReport:
     io_type: str
     status: str = "ok"  # ok | rejected (failed a check, not written) | failed | skipped
     message: str = ""
+    # "" for the model given; else what was made from it ("pruned 50%", "student ...").
+    variant: str = ""
     size_bytes: int | None = None
+    gzip_bytes: int | None = None  # the file gzip -9: what a download or an OTA update costs
     accuracy: float | None = None
     agreement: float | None = None
     accuracy_drop: float | None = None
     max_abs_diff: float | None = None
     mean_abs_diff: float | None = None
     latency_ms: float | None = None
+    latency_no_delegate_ms: float | None = None  # without XNNPACK (variant comparisons only)
     runtime_checks: list[RuntimeCheck] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {"mode": self.mode, "io_type": self.io_type, "status": self.status}
-        for key in ("message", "size_bytes", "accuracy", "agreement", "accuracy_drop",
-                    "max_abs_diff", "mean_abs_diff", "latency_ms"):
+        for key in ("message", "variant", "size_bytes", "gzip_bytes", "accuracy", "agreement",
+                    "accuracy_drop", "max_abs_diff", "mean_abs_diff", "latency_ms",
+                    "latency_no_delegate_ms"):
             value = getattr(self, key)
             if value is not None and value != "":
                 doc[key] = round(value, 6) if isinstance(value, float) else value
@@ -47,6 +52,8 @@ class Report:
     converter: dict[str, Any]
     modes: list[ModeReport] = field(default_factory=list)
     output: str | None = None
+    # More about how variants were made, e.g. {"pruning": {...}, "distillation": {...}}.
+    sections: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         doc: dict[str, Any] = {
@@ -61,6 +68,7 @@ class Report:
             doc["calibration"] = self.calibration
         if self.output:
             doc["output"] = self.output
+        doc.update(self.sections)
         return doc
 
     def write_json(self, path: Path) -> None:
@@ -69,26 +77,29 @@ class Report:
 
     def baseline(self) -> ModeReport | None:
         """The float32 result, which ratios are relative to."""
-        return next((m for m in self.modes if m.mode == "none" and m.size_bytes), None)
+        return next((m for m in self.modes
+                     if m.mode == "none" and not m.variant and m.size_bytes), None)
 
     def table(self) -> str:
         base = self.baseline()
-        headers = ["mode", "io", "size", "size x", "accuracy", "agreement", "max|diff|",
-                   "latency", "latency x", "runtimes", "status"]
+        variants = any(m.variant for m in self.modes)
+        no_delegate = any(m.latency_no_delegate_ms is not None for m in self.modes)
+        headers = (["model"] if variants else []) + [
+            "mode", "io", "size", "gzip", "size x", "accuracy", "agreement", "max|diff|",
+            "latency", "latency x"] + (["no XNNPACK"] if no_delegate else []) + [
+            "runtimes", "status"]
         rows = []
         for m in self.modes:
             size_ratio = _ratio(m.size_bytes, base.size_bytes if base else None)
             latency_ratio = _ratio(m.latency_ms, base.latency_ms if base else None)
-            runtimes = ", ".join(f"{c.runtime} {c.status}" for c in m.runtime_checks) or "-"
-            rows.append([
-                m.mode, m.io_type,
-                f"{m.size_bytes / 1024:.1f} KB" if m.size_bytes else "-",
-                size_ratio,
+            runtimes = ", ".join(c.summary() for c in m.runtime_checks) or "-"
+            rows.append(([m.variant or self.source.get("file", "")] if variants else []) + [
+                m.mode, m.io_type, _kb(m.size_bytes), _kb(m.gzip_bytes), size_ratio,
                 _percent(m.accuracy), _percent(m.agreement),
                 f"{m.max_abs_diff:.3g}" if m.max_abs_diff is not None else "-",
-                f"{m.latency_ms:.3f} ms" if m.latency_ms is not None else "-",
-                latency_ratio, runtimes,
-                m.status if not m.message else f"{m.status}: {m.message}",
+                _ms(m.latency_ms), latency_ratio,
+            ] + ([_ms(m.latency_no_delegate_ms)] if no_delegate else []) + [
+                runtimes, m.status if not m.message else f"{m.status}: {m.message}",
             ])
         widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h)
                   for i, h in enumerate(headers)]
@@ -112,6 +123,14 @@ def _ratio(value: float | None, base: float | None) -> str:
     if value is None or not base:
         return "-"
     return f"{value / base:.2f}"
+
+
+def _kb(size: int | None) -> str:
+    return f"{size / 1024:.1f} KB" if size else "-"
+
+
+def _ms(value: float | None) -> str:
+    return f"{value:.3f} ms" if value is not None else "-"
 
 
 def _percent(value: float | None) -> str:

@@ -12,7 +12,7 @@ import logging
 import os
 import subprocess
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -35,9 +35,14 @@ class RuntimeCheck:
     version: str | None = None
     agreement: float | None = None
     max_abs_diff: float | None = None
+    latency_ms: float | None = None  # median invoke time in the check process (one thread)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+    def summary(self) -> str:
+        latency = f" {self.latency_ms:.3f} ms" if self.latency_ms is not None else ""
+        return f"{self.runtime} {self.status}{latency}"
 
     def line(self) -> str:
         version = f" {self.version}" if self.version else ""
@@ -97,7 +102,10 @@ def check(
                             version)
     with np.load(outputs_path, allow_pickle=False) as archive:
         got = [archive[f"arr_{k}"] for k in range(len(archive.files))]
-    return _compare(target.runtime, version, got, [e[:count] for e in expected_raw], output_scales)
+    checked = _compare(target.runtime, version, got, [e[:count] for e in expected_raw],
+                       output_scales)
+    latency = result.get("latency_ms")
+    return replace(checked, latency_ms=float(latency)) if latency is not None else checked
 
 
 def _compare(runtime: str, version: str | None, got: list[np.ndarray],

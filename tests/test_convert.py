@@ -375,3 +375,108 @@ def test_help_lists_modes_without_importing_tensorflow():
     )
     assert done.returncode == 0, done.stderr
     assert "int16x8" in done.stdout and done.stdout.strip().endswith("False")
+
+
+def test_prune_reports_sparsity_accuracy_compressed_size_and_latency(fx, tmp_path):
+    """--prune 0.7 on the digits CNN: the model as given and pruned, side by side."""
+    output, report_path = tmp_path / "pruned.tflite", tmp_path / "r.json"
+    code, stdout, stderr = convert(
+        fx.cnn, "-o", output, "--quantize", "int8", "--prune", "0.7", "--epochs", "6",
+        "--train-data", fx.calib_images, "--calibration-data", fx.calib_images,
+        "--validation-data", fx.val_images, "--color", "gray", "--std", "255",
+        "--report", report_path, "--no-progress")
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    pruning = report["pruning"]
+    assert pruning["sparsity"] == pytest.approx(0.7, abs=0.005)
+    assert all(s == pytest.approx(0.7, abs=0.01) for s in pruning["layers"].values())
+    assert pruning["accuracy_after"] >= pruning["accuracy_before"] - 0.05
+    dense, pruned = report["modes"]
+    assert "variant" not in dense  # the model as given
+    assert pruned["variant"] == "pruned 70%" and pruned["status"] == "ok"
+    # The file stores zeros like any weight: same size, much smaller compressed.
+    assert abs(pruned["size_bytes"] - dense["size_bytes"]) < 0.05 * dense["size_bytes"]
+    assert pruned["gzip_bytes"] < 0.8 * dense["gzip_bytes"]
+    for row in (dense, pruned):
+        assert row["latency_ms"] > 0 and row["latency_no_delegate_ms"] > 0
+    assert "pruned 70%" in stdout and "pruning: 70.0% of" in stdout
+    # What was written is the pruned model, and the daemon's loader reads it.
+    model = TfliteModel(output, select_runtime("ai-edge-litert"))
+    assert model.metadata.source["file"].startswith("digits_cnn_pruned70")
+
+
+@pytest.mark.parametrize("args, expect", [
+    (["--prune", "0.5"], "--prune needs --train-data"),
+    (["--prune", "1.5", "--train-data", "CALIB"], "between 0 and 1"),
+])
+def test_prune_bad_options(fx, tmp_path, args, expect):
+    args = [str(fx.calib_images) if a == "CALIB" else a for a in args]
+    code, _, stderr = convert(fx.cnn, "-o", tmp_path / "m.tflite", "--std", "255", *args)
+    assert code == 2, stderr
+    assert expect in stderr
+
+
+def test_prune_refuses_a_saved_model_and_unlabeled_data(fx, tmp_path):
+    code, _, stderr = convert(fx.sensor, "-o", tmp_path / "m.tflite", "--prune", "0.5",
+                              "--train-data", fx.sensor_calib_csv)
+    assert code == 2 and "--prune works on Keras models" in stderr
+    code, _, stderr = convert(fx.mlp, "-o", tmp_path / "m.tflite", "--prune", "0.5",
+                              "--train-data", fx.mlp_calib_x)
+    assert code == 2 and "no labels" in stderr
+
+
+@pytest.fixture(scope="session")
+def big_teacher(fx: Fixtures, tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A digits CNN about 20x the size of a mobilenet:0.125 student, and unlabeled inputs."""
+    import keras
+    from sklearn.datasets import load_digits
+
+    out = tmp_path_factory.mktemp("teacher")
+    keras.utils.set_random_seed(0)
+    digits = load_digits()
+    x = (digits.images / 16.0).astype(np.float32)[..., None]
+    teacher = keras.Sequential([
+        keras.Input((8, 8, 1)),
+        keras.layers.Conv2D(32, 3, padding="same", activation="relu"),
+        keras.layers.Conv2D(64, 3, padding="same", activation="relu"),
+        keras.layers.MaxPooling2D(),
+        keras.layers.Flatten(),
+        keras.layers.Dense(128, activation="relu"),
+        keras.layers.Dense(10, activation="softmax"),
+    ])
+    teacher.compile("adam", "sparse_categorical_crossentropy")
+    teacher.fit(x[:1200], digits.target[:1200], epochs=15, batch_size=32, verbose=0)
+    teacher.save(out / "teacher.keras")
+    np.save(out / "unlabeled.npy", x[:1200])  # inputs only: no labels reach the student
+    return {"model": out / "teacher.keras", "inputs": out / "unlabeled.npy",
+            "params": teacher.count_params()}
+
+
+def test_distill_a_student_ten_times_smaller(fx, big_teacher, tmp_path):
+    output, report_path = tmp_path / "student.tflite", tmp_path / "r.json"
+    code, stdout, stderr = convert(
+        "distill", big_teacher["model"], "--inputs", big_teacher["inputs"],
+        "--student", "mobilenet:0.125", "--epochs", "25", "-o", output, "--quantize", "int8",
+        "--calibration-data", fx.calib_images, "--validation-data", fx.val_images,
+        "--color", "gray", "--std", "255", "--report", report_path, "--no-progress")
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    details = report["distillation"]
+    assert details["teacher_params"] == big_teacher["params"]
+    assert details["size_ratio"] >= 10
+    teacher_row, student_row = report["modes"]
+    assert student_row["variant"] == "student mobilenet 0.125" and student_row["status"] == "ok"
+    assert student_row["size_bytes"] * 5 < teacher_row["size_bytes"]
+    # Agreement with the teacher, of the converted int8 student, on the labeled validation set.
+    assert student_row["agreement"] >= 0.85, student_row
+    assert student_row["accuracy"] >= teacher_row["accuracy"] - 0.12
+    assert details["student_agreement_before_conversion"] >= 0.85
+    assert "distillation: student mobilenet 0.125" in stdout
+    model = TfliteModel(output, select_runtime("ai-edge-litert"))
+    assert model.inputs[0].dtype == np.int8 and model.metadata.task == "classification"
+
+
+def test_distill_bad_student(fx, tmp_path):
+    code, _, stderr = convert("distill", fx.cnn, "--inputs", fx.calib_images, "--student",
+                              "resnet", "-o", tmp_path / "s.tflite")
+    assert code == 2 and "--student resnet" in stderr
