@@ -24,5 +24,15 @@ if [ "${EDGE_CONVERT_FRAMEWORKS:-1}" != 0 ]; then
     export EDGE_CONVERT_ONNX_PYTHON="$repo/.venv-onnx/bin/python"
 fi
 
+# A real Home Assistant Core for tests/test_homeassistant_real.py (../shared/ha, where present):
+# built once into /var/tmp/ha-harness (about 3-5 minutes cold on 2 cores, then seconds). If it
+# cannot be built, the build says why and those tests skip with that reason.
+ha_harness="${EDGE_RUNTIME_HA_HARNESS:-$repo/../shared/ha}"
+if [ -x "$ha_harness/setup_venv.sh" ]; then
+    echo "building the Home Assistant test environment ($ha_harness/setup_venv.sh)" >&2
+    "$ha_harness/setup_venv.sh" >/dev/null || echo "Home Assistant environment not built;" \
+        "tests/test_homeassistant_real.py will skip" >&2
+fi
+
 cd "$repo"
 exec "${EDGE_RUNTIME_VENV:-$repo/.venv}/bin/python" -m pytest "$@"
