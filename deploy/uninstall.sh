@@ -59,6 +59,19 @@ if [ "$system" = 1 ] && [ -d /run/systemd/system ]; then
     systemctl reset-failed edge-runtime.service >/dev/null 2>&1 || true
 fi
 
+# Home Assistant: empty retained discovery removes the device's entities (edge-runtime ha-remove),
+# while the program that can do it is still here. A broker that cannot be reached only warns.
+config=$root/etc/edge-runtime/config.toml
+cli=$root/opt/edge-runtime/venv/bin/edge-runtime
+if [ -x "$cli" ] && [ -f "$config" ] && grep -q '^\[homeassistant\]' "$config"; then
+    if out=$(timeout 30 "$cli" ha-remove --config "$config" 2>&1); then
+        log "$out"
+    else
+        log "warning: could not remove the Home Assistant entities (${out##*error: });" \
+            "delete the device in Home Assistant, or clear its discovery topic on the broker"
+    fi
+fi
+
 rm -rf "$root/opt/edge-runtime"
 log "removed the service and /opt/edge-runtime"
 

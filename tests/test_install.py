@@ -4,14 +4,18 @@ a real pip install of this checkout, then the installed daemon run on the instal
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
 from pathlib import Path
 
+import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import wait_until
+from edge_runtime.config.schema import default_device_id
+from edge_runtime.homeassistant.discovery import object_id
 
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "install.sh"
@@ -133,6 +137,32 @@ def test_switching_to_tflite_runtime(installed: Path, tmp_path: Path) -> None:
         env={"PATH": os.environ["PATH"], "EDGE_RUNTIME_BACKEND": "tflite-runtime"})
     assert check.returncode == 0, check.stderr
     assert "tflite-runtime 2.14" in check.stdout
+
+
+def test_uninstall_removes_the_home_assistant_entities(installed: Path, tmp_path: Path,
+                                                      mosquitto, subscribe) -> None:
+    """Runs before the test below, which needs the installed tree gone anyway."""
+    config = installed / "etc/edge-runtime/config.toml"
+    original = config.read_text()
+    text = _installed_config(installed, tmp_path, mosquitto.port).read_text()
+    config.write_text(text + "\n[homeassistant]\ndiscovery = true\n")
+    found = re.search(r'(?m)^id = "([^"]+)"', text)
+    device = found.group(1) if found else default_device_id()
+    topic = f"homeassistant/device/{object_id(device)}/config"
+    seen = subscribe("homeassistant/device/+/config")
+    publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    publisher.connect(mosquitto.host, mosquitto.port)
+    publisher.loop_start()
+    publisher.publish(topic, b'{"dev": {"ids": ["x"]}}', qos=1, retain=True).wait_for_publish(5)
+    publisher.disconnect()
+    publisher.loop_stop()
+    try:
+        result = run(UNINSTALL, "--root", str(installed))
+        assert result.returncode == 0, result.stderr
+        assert "removed the Home Assistant device" in result.stderr, result.stderr
+        wait_until(lambda: seen.on(topic) and seen.on(topic)[-1] == b"", 10)
+    finally:
+        config.write_text(original)
 
 
 def test_uninstall_keeps_config_and_state_then_purge_removes_them(installed: Path) -> None:
