@@ -82,6 +82,16 @@ def test_removed_pipelines_and_labels_are_removed_from_home_assistant() -> None:
     assert with_removals(after, merged) == after
 
 
+def test_state_schema_tells_the_tasks_apart() -> None:
+    schema = json.loads((SCHEMAS / "state.schema.json").read_text())
+    for task, fields in [("classification", {"classes": []}), ("detection", {"detections": []}),
+                         ("raw", {"outputs": {"y": {"shape": [1], "data": [0.5]}}})]:
+        jsonschema.validate(entity_state(task, "t", fields, ("a",), ("z",))[1], schema)
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({"ts": "t", "counts": {"a": -1}, "total": 0, "zones": {},
+                             "zone_labels": {}}, schema)
+
+
 def test_entity_states() -> None:
     key, state = entity_state("detection", "t", {"detections": [
         {"label": "person", "zones": ["porch"]}, {"label": "person", "zones": []},
@@ -202,6 +212,7 @@ def test_daemon_publishes_discovery_states_snapshots_events_and_obeys_control(
     assert results[0]["detections"][0]["id"] == events[0]["id"]
     # the state and the snapshot are retained latest values
     state = json.loads(retained(mosquitto.port, f"{base}/state"))
+    jsonschema.validate(state, json.loads((SCHEMAS / "state.schema.json").read_text()))
     assert state["counts"]["square"] == 1 and state["counts"]["disc"] == 0
     jpeg = retained(mosquitto.port, f"{base}/snapshot")
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
@@ -289,3 +300,29 @@ def test_ha_remove_reports_an_unreachable_broker(tmp_path: Path) -> None:
     config = ha_config(tmp_path / "config.toml", None, scenes)
     out = edge_runtime("ha-remove", "--config", str(config), timeout=30)
     assert out.returncode == 1 and "cannot reach broker" in out.stderr
+
+
+def test_unreadable_retained_discovery_and_a_broker_restart(tmp_path: Path, mosquitto,
+                                                            start_daemon) -> None:
+    """A damaged retained discovery message is ignored (logged) and replaced; after the broker
+    restarts without persistence, discovery, states and control come back retained."""
+    scenes = moving_square(tmp_path / "scenes")
+    discovery_topic = "homeassistant/device/edge_runtime_ha-pi/config"
+    base = "edge/ha-pi/yard"
+    garbage = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+    garbage.connect("127.0.0.1", mosquitto.port)
+    garbage.loop_start()
+    garbage.publish(discovery_topic, b"{not json", qos=1, retain=True).wait_for_publish(5)
+    garbage.disconnect()
+    garbage.loop_stop()
+    config = ha_config(tmp_path / "config.toml", mosquitto, scenes)
+    daemon = start_daemon(config)
+    wait_until(lambda: (retained(mosquitto.port, discovery_topic, 0.5) or b"").startswith(b'{"dev"'),
+               30)
+    assert "ignoring an unreadable retained discovery message" in daemon.log
+    mosquitto.restart()  # persistence false: every retained message is gone
+    wait_until(lambda: retained(mosquitto.port, discovery_topic, 0.5) is not None, 30)
+    assert retained(mosquitto.port, f"{base}/control") == b"ON"
+    assert json.loads(retained(mosquitto.port, f"{base}/state"))["counts"]["square"] == 1
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0

@@ -21,6 +21,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
+from edge_runtime.config.integration import HomeAssistantConfig
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.homeassistant.discovery import PipelineInfo
@@ -119,8 +120,7 @@ class Extras:
               heartbeats: Heartbeats | None = None,
               control: Callable[[str, bool], None] | None = None) -> "Extras":
         topics = Topics(app.mqtt.topic_prefix, app.device.id)
-        ha_config = app.homeassistant if app.homeassistant and app.homeassistant.discovery \
-            else None
+        ha_config = discovery_config(app)
         plans = plan(app, parts)
         infos = [info for _, _, _, info in plans]
         ha = None
@@ -163,7 +163,7 @@ class Extras:
 def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zone, ...], PipelineInfo]]:
     """Per pipeline: (parts, objects config, zones, what Home Assistant gets); ConfigError for
     what a pipeline cannot do (`check` and `run` call this before anything starts)."""
-    ha_config = app.homeassistant if app.homeassistant and app.homeassistant.discovery else None
+    ha_config = discovery_config(app)
     plans = []
     for part in parts:
         config = part.config
@@ -186,3 +186,9 @@ def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zon
                             bool(objects and objects.snapshot))
         plans.append((part, objects, zones, info))
     return plans
+
+
+def discovery_config(app: AppConfig) -> HomeAssistantConfig | None:
+    """`[homeassistant]` when discovery is on, else None."""
+    ha = app.homeassistant
+    return ha if ha is not None and ha.discovery else None
