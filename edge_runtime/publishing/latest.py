@@ -3,9 +3,9 @@
 Entity states, snapshots, discovery and control states do not go through the durable outbox: a
 picture or a count is stale once a newer one exists. Each topic has one slot; a newer value
 replaces one not yet sent, so the memory held is bounded by the number of topics. The network
-thread takes the slots while connected (`take`); while the broker is away they wait, and the
-owner of a value puts it again after a reconnect (a broker restarted without persistence has
-forgotten its retained messages).
+thread takes the slots while connected (`take`); while the broker is away they wait. A value
+taken just before a connection broke may be lost: owners that cannot wait for their next value
+put theirs again after a reconnect (homeassistant/service.py: discovery, states, control).
 """
 
 from __future__ import annotations
