@@ -326,3 +326,57 @@ def test_unreadable_retained_discovery_and_a_broker_restart(tmp_path: Path, mosq
     assert json.loads(retained(mosquitto.port, f"{base}/state"))["counts"]["square"] == 1
     daemon.signal(signal.SIGTERM)
     assert daemon.wait(30) == 0
+
+
+class BrokenListener:
+    """A LinkListener whose every call fails, and one message it sees."""
+
+    def __init__(self) -> None:
+        self.connects = 0
+
+    def on_connect(self, link) -> None:
+        self.connects += 1
+        link.subscribe(["test/in"], done=self._boom)
+        raise RuntimeError("on_connect bug")
+
+    def _boom(self) -> None:
+        raise RuntimeError("suback bug")
+
+    def on_message(self, topic: str, payload: bytes, retained: bool) -> None:
+        raise RuntimeError("on_message bug")
+
+
+def test_a_failing_listener_never_stops_results_or_latest_values(tmp_path: Path, mosquitto,
+                                                                 subscribe, caplog) -> None:
+    from conftest import digits_pipeline, write_config
+    from edge_runtime.config.loader import load_config
+    from edge_runtime.publishing.mqtt_publisher import MqttPublisher
+
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
+                          mqtt_extra={"outbox_path": str(tmp_path / "outbox.sqlite")})
+    sub = subscribe("edge/test-pi/digits/result", "edge/test-pi/digits/state")
+    publisher = MqttPublisher(load_config(config))
+    listener = BrokenListener()
+    publisher.add_listener(listener)
+    publisher.start()
+    try:
+        assert publisher.wait_connected(20)
+        wait_until(lambda: "suback bug" in caplog.text, 10)
+        poke = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
+        poke.connect(mosquitto.host, mosquitto.port)
+        poke.loop_start()
+        poke.publish("test/in", b"x", qos=1).wait_for_publish(5)
+        poke.disconnect()
+        poke.loop_stop()
+        wait_until(lambda: "on_message bug" in caplog.text, 10)
+        for i in range(3):
+            publisher.publish_result("digits", {"n": i})
+        publisher.publish_latest("edge/test-pi/digits/state", b"old")
+        publisher.publish_latest("edge/test-pi/digits/state", b"new")
+        wait_until(lambda: len(sub.on("edge/test-pi/digits/result")) == 3, 10)
+        wait_until(lambda: sub.on("edge/test-pi/digits/state"), 10)
+        assert sub.on("edge/test-pi/digits/state")[-1] == b"new"
+        assert "on_connect bug" in caplog.text and listener.connects == 1
+        assert publisher.stats()["mqtt"]["disconnects"] == 0
+    finally:
+        publisher.stop(5)
