@@ -380,3 +380,48 @@ def test_a_failing_listener_never_stops_results_or_latest_values(tmp_path: Path,
         assert publisher.stats()["mqtt"]["disconnects"] == 0
     finally:
         publisher.stop(5)
+
+
+def test_snapshot_worker_survives_a_frame_it_cannot_encode(caplog) -> None:
+    from edge_runtime.homeassistant.snapshot import SnapshotRequest, SnapshotWorker
+
+    got: list[tuple[str, bytes]] = []
+    worker = SnapshotWorker(lambda name, jpeg: got.append((name, jpeg)))
+    worker.start()
+    try:
+        worker.submit(SnapshotRequest("bad", np.zeros((0, 0, 3), np.uint8), {}, 640, 80))
+        worker.submit(SnapshotRequest("good", np.zeros((48, 64, 3), np.uint8), {}, 640, 80))
+        wait_until(lambda: got, 10)
+    finally:
+        worker.stop()
+    assert [name for name, _ in got] == ["good"] and got[0][1][:2] == b"\xff\xd8"
+    assert "pipeline bad: snapshot failed" in caplog.text and worker.encoded == 1
+
+
+def test_events_that_cannot_be_stored_are_logged_and_tracking_goes_on(caplog) -> None:
+    from edge_runtime.pipeline.observer import ResultObserver
+    from edge_runtime.sources.base import Frame
+    from edge_runtime.tracking.objects import ObjectTracker
+    from edge_runtime.tracking.tracker import Tracker
+
+    stored: list[dict] = []
+    calls = []
+
+    def events(pipeline: str, bodies) -> None:
+        calls.append(pipeline)
+        if len(calls) == 1:
+            raise OSError("disk full")
+        stored.extend(bodies)
+
+    observer = ResultObserver("door", "detection", ("person",), (), events,
+                              objects=ObjectTracker("pi", "door", Tracker(min_hits=1)))
+    frame = Frame(np.zeros((10, 10, 3), np.uint8), 0, captured=1.0)
+    box = {"xmin": 0.1, "ymin": 0.1, "xmax": 0.5, "ymax": 0.5}
+    observer.observe(frame, {"detections": [{"label": "person", "score": 0.9, "box": dict(box)}]})
+    assert "events could not be stored: OSError('disk full')" in caplog.text
+    observer.observe(frame, {"detections": [{"label": "cat", "score": 0.9, "box": dict(box)},
+                                            {"label": "person", "score": 0.9,
+                                             "box": {"xmin": 0.6, "ymin": 0.6, "xmax": 0.9,
+                                                     "ymax": 0.9}}]})
+    observer.close()
+    assert [e["type"] for e in stored] == ["new", "end", "end"] and observer.stats.events == 3
