@@ -19,7 +19,16 @@ import cv2
 import numpy as np
 import pytest
 
-from conftest import REPO, Broker, edge_runtime, wait_until
+from conftest import (
+    DIGITS_INT8,
+    DIGITS_SAMPLES,
+    REPO,
+    VIBRATION_CSV,
+    VIBRATION_MODEL,
+    Broker,
+    edge_runtime,
+    wait_until,
+)
 from ha_scenes import ha_config, moving_square
 
 HARNESS = Path(os.environ.get("EDGE_RUNTIME_HA_HARNESS", REPO.parent / "shared" / "ha"))
@@ -93,6 +102,19 @@ def test_entities_states_image_control_unavailable_and_removal(home_assistant, t
     broker, ha = home_assistant
     scenes = moving_square(tmp_path / "scenes")
     config = ha_config(tmp_path / "config.toml", broker, scenes, pipelines=("yard", "gate"))
+    # a classifier on images and a sensor model whose raw outputs are published
+    text = config.read_text().replace("[homeassistant]", f"""
+[[pipelines]]
+name = "digits"
+source = {{ type = "images", path = "{DIGITS_SAMPLES}", loop = true, fps = 5 }}
+model = {{ path = "{DIGITS_INT8}", threads = 1 }}
+[[pipelines]]
+name = "vibration"
+source = {{ type = "csv", path = "{VIBRATION_CSV}", loop = true, stride = 32, fps = 5 }}
+model = {{ path = "{VIBRATION_MODEL}", threads = 1 }}
+postprocess = {{ task = "raw" }}
+[homeassistant]""")
+    config.write_text(text)
     daemon = start_daemon(config)
     count = entity("sensor", "yard", "count_square")
     try:
@@ -110,6 +132,13 @@ def test_entities_states_image_control_unavailable_and_removal(home_assistant, t
     rate = wait_until(lambda: ha.state_is(entity("sensor", "yard", "results_per_s")), 20)
     wait_until(lambda: float(ha.state(entity("sensor", "yard", "results_per_s"))["state"]) > 0, 20)
     assert rate["attributes"]["unit_of_measurement"] == "results/s"
+    digit = wait_until(lambda: ha.state_is(entity("sensor", "digits", "label"),
+                                           *[str(d) for d in range(10)]), 20)
+    assert 0 <= digit["attributes"]["score"] <= 1 and digit["attributes"]["classes"]
+    raw = entity("sensor", "vibration", "outputs")
+    wait_until(lambda: (ha.state(raw) or {"state": ""})["state"].startswith("20"), 20)  # its ts
+    assert ha.state(raw)["attributes"]["outputs"]
+    assert ha.state(entity("image", "digits", "snapshot")) is None  # no [pipelines.snapshot]
 
     # one device, every entity of both pipelines on it, diagnostics flagged as such
     devices = [d for d in ha.registry("--devices") if ["mqtt", "edge_runtime_ha-pi"]
