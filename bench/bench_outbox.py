@@ -37,7 +37,8 @@ from typing import Callable
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_runtime.config.schema import AppConfig, DeviceConfig, MqttConfig  # noqa: E402
+from edge_runtime.config.schema import (  # noqa: E402
+    AppConfig, BackoffConfig, DeviceConfig, MqttConfig, RetryConfig, StatsConfig)
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher  # noqa: E402
 from edge_runtime.publishing.outbox import MemoryOutbox, Outbox, SqliteOutbox  # noqa: E402
 from common import free_port  # noqa: E402  (bench/common.py, beside this script)
@@ -74,10 +75,10 @@ class Broker:
 
 
 def app_config(port: int, window: int) -> AppConfig:
-    mqtt = MqttConfig(host="127.0.0.1", port=port, max_inflight=window, reconnect_min_delay=0.1,
-                      reconnect_max_delay=0.2, stats_interval=3600.0)
+    mqtt = MqttConfig(host="127.0.0.1", port=port, max_inflight=window)
     return AppConfig(file="bench.toml", base_dir=Path("."), device=DeviceConfig("bench"),
-                     mqtt=mqtt, pipelines=())
+                     mqtt=mqtt, pipelines=(), stats=StatsConfig(3600.0),
+                     retry=RetryConfig(broker=BackoffConfig(0.1, 0.2)))
 
 
 def body(i: int) -> dict:

@@ -48,6 +48,7 @@ class Daemon:
                 device=app.device.id,
                 heartbeats=self.heartbeats,
                 observer=self.extras.needed(part.config.name),
+                retry=app.retry,
             )
             for part in parts
         ]

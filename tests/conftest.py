@@ -169,13 +169,21 @@ def toml_value(value: Any) -> str:
 
 
 def write_config(path: Path, broker: Broker | None, pipelines: list[dict[str, Any]],
-                 device: str = "test-pi", mqtt_extra: dict[str, Any] | None = None) -> Path:
-    """A config file: pipelines are dicts of sections (source, model, preprocess, postprocess)."""
+                 device: str = "test-pi", mqtt_extra: dict[str, Any] | None = None,
+                 **tables: dict[str, Any]) -> Path:
+    """A config file: pipelines are dicts of sections (source, model, preprocess, postprocess);
+    `tables` are top-level tables (outbox={...}, stats={...}, retry={...}, logging={...})."""
     lines = ["[device]", f"id = {toml_value(device)}", "[mqtt]"]
-    mqtt_settings = {"host": "127.0.0.1", "port": broker.port if broker else free_port(),
-                     "reconnect_min_delay": 0.2, "reconnect_max_delay": 1.0}
+    mqtt_settings = {"host": "127.0.0.1", "port": broker.port if broker else free_port()}
     mqtt_settings.update(mqtt_extra or {})
+    mqtt_settings.update(tables.pop("mqtt", {}))
     lines += [f"{k} = {toml_value(v)}" for k, v in mqtt_settings.items()]
+    top = {"retry": {"broker": {"min_delay": 0.2, "max_delay": 1.0}}}
+    for name, values in tables.items():
+        top[name] = {**top.get(name, {}), **values}
+    for name, values in top.items():
+        lines.append(f"[{name}]")
+        lines += [f"{k} = {toml_value(v)}" for k, v in values.items()]
     for pipeline in pipelines:
         lines += ["[[pipelines]]", f"name = {toml_value(pipeline['name'])}"]
         for section in ("source", "model", "preprocess", "postprocess", "gate", "publish"):

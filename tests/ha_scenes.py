@@ -33,7 +33,7 @@ def ha_config(path: Path, broker: Broker | None, scenes: Path, *, device: str = 
     specs = [{"name": name, "source": {"type": "images", "path": str(scenes), "loop": loop,
                                        "fps": fps},
               "model": {"path": str(SHAPES_MODEL), "threads": 1}} for name in pipelines]
-    write_config(path, broker, specs, device=device, mqtt_extra={"stats_interval": 1.0})
+    write_config(path, broker, specs, device=device, stats={"interval": 1.0})
     # A [pipelines.x] sub-table belongs to the [[pipelines]] item above it: add them per item.
     text = path.read_text().split("[[pipelines]]")
     head, bodies = text[0], text[1:]

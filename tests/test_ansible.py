@@ -107,6 +107,9 @@ def test_config_template_renders_a_config_the_daemon_accepts(tmp_path: Path) -> 
         "edge_runtime_mqtt_username": "",
         "edge_runtime_mqtt_password_file": "",
         "edge_runtime_log_level": "debug",
+        "edge_runtime_outbox": {"max_messages": 20000, "sync": "normal"},
+        "edge_runtime_stats": {"interval": 60},
+        "edge_runtime_retry": {"broker": {"min_delay": 2, "max_delay": 120}},
         "edge_runtime_pipelines": [
             {"name": "door",
              "source": {"type": "camera", "device": "/dev/video0", "width": 640, "height": 480, "fps": 5},
@@ -129,6 +132,9 @@ def test_config_template_renders_a_config_the_daemon_accepts(tmp_path: Path) -> 
     assert config["mqtt"]["tls"] == {"ca_file": str(ca)} and config["mqtt"]["port"] == 8883
     assert config["pipelines"][1]["source"]["loop"] is True
     assert config["pipelines"][1]["preprocess"]["std"] == [255.0]
+    assert config["outbox"] == {"max_messages": 20000, "sync": "normal"}
+    assert config["stats"] == {"interval": 60}
+    assert config["retry"] == {"broker": {"min_delay": 2, "max_delay": 120}}
     check = subprocess.run([sys.executable, "-m", "edge_runtime", "check", "--config", str(dest)],
                            capture_output=True, text=True, timeout=120,
                            env=dict(os.environ, PYTHONPATH=str(REPO)))

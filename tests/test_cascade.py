@@ -86,7 +86,7 @@ def shapes_config(tmp_path: Path, broker: Any, stages: str = STAGES, **extra: An
     config = write_config(tmp_path / "config.toml", broker, [{
         "name": "shapes", "source": {"type": "images", "path": str(tmp_path / "scenes")},
         "model": {"path": str(SHAPES_MODEL), "threads": 1}, **extra}],
-        mqtt_extra={"stats_interval": 1.0})
+        stats={"interval": 1.0})
     config.write_text(config.read_text() + stages)
     return config
 
@@ -208,7 +208,7 @@ def test_batched_crops_give_the_one_by_one_results_in_one_invoke(tmp_path):
 def digits_config(tmp_path: Path, broker: Any, below: float) -> Path:
     config = write_config(tmp_path / "config.toml", broker, [{
         "name": "digits", "source": {"type": "images", "path": str(DIGITS_SAMPLES)},
-        "model": {"path": str(DIGITS_INT8), "threads": 1}}], mqtt_extra={"stats_interval": 1.0})
+        "model": {"path": str(DIGITS_INT8), "threads": 1}}], stats={"interval": 1.0})
     config.write_text(config.read_text() + f"""
 [pipelines.escalate]
 below = {below}

@@ -110,7 +110,7 @@ def test_fast_sensor_pipeline_stopped_mid_stream_loses_no_result(tmp_path, mosqu
         "name": "vibration",
         "source": {"type": "csv", "path": str(VIBRATION_CSV), "stride": 1, "loop": True},
         "model": {"path": str(VIBRATION_MODEL)},
-    }], mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+    }], outbox={"path": str(tmp_path / "o.sqlite")})
     daemon = start_daemon(config)
     wait_until(lambda: len(sub.on("edge/test-pi/vibration/result")) >= 3000, 60)
     daemon.signal(signal.SIGTERM)

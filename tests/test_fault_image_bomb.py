@@ -59,7 +59,7 @@ def test_a_png_bomb_is_skipped_from_its_header(tmp_path, mosquitto, subscribe, s
                                              "fps": 5},
                 "model": {"path": str(DIGITS_INT8), "threads": 1}}
     daemon = start_daemon(write_config(tmp_path / "c.toml", mosquitto, [pipeline],
-                                       mqtt_extra={"stats_interval": 1.0}))
+                                       stats={"interval": 1.0}))
 
     def names() -> list[str]:
         return [r["source"]["name"] for r in sub.json_on(RESULT)]

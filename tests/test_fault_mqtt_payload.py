@@ -38,7 +38,7 @@ def test_huge_integers_are_bad_inputs_and_the_source_keeps_receiving(
         "name": "vib",
         "source": {"type": "mqtt", "topic": "sensors/vib"},
         "model": {"path": str(VIBRATION_MODEL), "threads": 1},
-    }], mqtt_extra={"stats_interval": 1.0})
+    }], stats={"interval": 1.0})
     daemon = start_daemon(config)
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     pub.connect(mosquitto.host, mosquitto.port)

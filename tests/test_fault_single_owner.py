@@ -21,7 +21,7 @@ def test_a_second_daemon_on_the_same_outbox_exits_naming_the_holder(
     sub = subscribe(RESULT)
     outbox = tmp_path / "shared.outbox.sqlite"
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline(loop=True, fps=10)],
-                          mqtt_extra={"outbox_path": str(outbox)})
+                          outbox={"path": str(outbox)})
     first = start_daemon(config)
     wait_until(lambda: len(sub.on(RESULT)) >= 5, 60)
     second = start_daemon(config)

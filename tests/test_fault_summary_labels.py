@@ -15,7 +15,7 @@ from conftest import DIGITS_INT8, digits_pipeline, edge_runtime, wait_until, wri
 def test_the_summary_counts_what_the_outbox_dropped(tmp_path, start_daemon):
     # No broker at all: every result stays in a 5-result outbox, 15 of 20 are dropped.
     config = write_config(tmp_path / "c.toml", None, [digits_pipeline()],
-                          mqtt_extra={"outbox_max_messages": 5})
+                          outbox={"max_messages": 5})
     daemon = start_daemon(config)
     wait_until(lambda: "every source is finished" in daemon.log, 60)
     daemon.signal(signal.SIGTERM)

@@ -353,7 +353,7 @@ def test_a_failing_listener_never_stops_results_or_latest_values(tmp_path: Path,
     from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"outbox_path": str(tmp_path / "outbox.sqlite")})
+                          outbox={"path": str(tmp_path / "outbox.sqlite")})
     sub = subscribe("edge/test-pi/digits/result", "edge/test-pi/digits/state")
     publisher = MqttPublisher(load_config(config))
     listener = BrokenListener()

@@ -83,9 +83,9 @@ def listener() -> Iterator[NotifyListener]:
     lis.close()
 
 
-def _looping_digits(tmp_path, mosquitto, **mqtt_extra):
+def _looping_digits(tmp_path, mosquitto, **tables):
     pipeline = digits_pipeline(loop=True, fps=10)
-    return write_config(tmp_path / "config.toml", mosquitto, [pipeline], mqtt_extra=mqtt_extra)
+    return write_config(tmp_path / "config.toml", mosquitto, [pipeline], **tables)
 
 
 def test_ready_periodic_watchdog_and_stopping(tmp_path, mosquitto, subscribe, start_daemon, listener):
@@ -139,7 +139,8 @@ def test_watchdog_keeps_pinging_while_the_broker_is_down(tmp_path, mosquitto, st
 def test_watchdog_keeps_pinging_through_long_reconnect_backoff(tmp_path, mosquitto, start_daemon,
                                                                 listener):
     """A reconnect backoff longer than the watchdog period is a deliberate wait, not a hang."""
-    config = _looping_digits(tmp_path, mosquitto, reconnect_min_delay=8.0, reconnect_max_delay=8.0)
+    config = _looping_digits(tmp_path, mosquitto,
+                             retry={"broker": {"min_delay": 8.0, "max_delay": 8.0}})
     daemon = start_daemon(config, **listener.env())
     listener.context = lambda: daemon.log
     listener.receive_until(lambda f: ping(f) and "connected" in status(f), 60)

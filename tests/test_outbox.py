@@ -306,17 +306,17 @@ def test_a_batch_commits_with_one_fsync(tmp_path):
     assert wal.stat().st_size - frames_one_batch > 10 * frames_one_batch
 
 
-@pytest.mark.parametrize("key,value,message", [
-    ("outbox_sync", "fast", "must be one of 'full', 'normal'"),
-    ("outbox_max_messages", 0, "must be >= 1"),
-    ("max_inflight", 0, "must be >= 1"),
-    ("stats_interval", 0.1, "must be >= 1.0"),
+@pytest.mark.parametrize("table,key,value,message", [
+    ("outbox", "sync", "fast", "must be one of 'full', 'normal'"),
+    ("outbox", "max_messages", 0, "must be >= 1"),
+    ("mqtt", "max_inflight", 0, "must be >= 1"),
+    ("stats", "interval", 0.1, "must be >= 1.0"),
 ])
-def test_outbox_settings_are_checked_with_the_key_named(tmp_path, key, value, message):
+def test_outbox_settings_are_checked_with_the_key_named(tmp_path, table, key, value, message):
     from conftest import digits_pipeline, write_config
     from edge_runtime.config.loader import load_config
     from edge_runtime.config.typed import ConfigError
 
-    config = write_config(tmp_path / "c.toml", None, [digits_pipeline()], mqtt_extra={key: value})
-    with pytest.raises(ConfigError, match=f"mqtt.{key}: {message}"):
+    config = write_config(tmp_path / "c.toml", None, [digits_pipeline()], **{table: {key: value}})
+    with pytest.raises(ConfigError, match=f"{table}.{key}: {message}"):
         load_config(config)

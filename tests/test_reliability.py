@@ -121,11 +121,11 @@ def assert_complete(got: list[int], total: int) -> int:
 def streaming_config(tmp_path: Path, broker: Broker, pipelines: tuple[str, ...] = ("digits",),
                      **mqtt_extra: Any) -> tuple[Path, Path]:
     outbox = tmp_path / "outbox.sqlite"
-    settings = {"outbox_path": str(outbox), "stats_interval": 1.0, "max_inflight": 20}
+    settings = {"max_inflight": 20}
     settings.update(mqtt_extra)
     config = write_config(tmp_path / "config.toml", broker,
                           [digits_pipeline(name, loop=True, fps=25.0) for name in pipelines],
-                          mqtt_extra=settings)
+                          mqtt_extra=settings, outbox={"path": str(outbox)}, stats={"interval": 1.0})
     return config, outbox
 
 
@@ -177,8 +177,8 @@ def test_dropped_connections_resend_only_what_was_unacknowledged(tmp_path, mosqu
     outbox = tmp_path / "outbox.sqlite"
     window = 20
     config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline(loop=True)],
-                          mqtt_extra={"outbox_path": str(outbox), "stats_interval": 1.0,
-                                      "max_inflight": window, "outbox_sync": "normal"})
+                          mqtt_extra={"max_inflight": window}, stats={"interval": 1.0},
+                          outbox={"path": str(outbox), "sync": "normal"})
     daemon = start_daemon(config)
     for round_ in range(3):
         wait_until(lambda n=100 * (round_ + 1): len(sub.json_on(RESULTS)) >= n, 30)
@@ -236,8 +236,8 @@ def test_overflow_with_the_broker_down_is_counted_exactly(tmp_path, durable_brok
     sub = durable_subscriber
     outbox = tmp_path / "outbox.sqlite"
     config = write_config(tmp_path / "config.toml", durable_broker, [digits_pipeline(fps=25.0)],
-                          mqtt_extra={"outbox_path": str(outbox), "outbox_max_messages": 5,
-                                      "stats_interval": 1.0})
+                          outbox={"path": str(outbox), "max_messages": 5},
+                          stats={"interval": 1.0})
     durable_broker.stop()
     daemon = start_daemon(config)
     wait_until(lambda: produced(outbox) == 20, 30)  # every sample image has its result
@@ -277,7 +277,7 @@ def test_corrupt_outbox_at_start_is_moved_aside_and_the_daemon_runs(
     outbox = tmp_path / "outbox.sqlite"
     old_results = damage(outbox)
     config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"outbox_path": str(outbox)})
+                          outbox={"path": str(outbox)})
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
     aside = list(tmp_path.glob("outbox.sqlite.corrupt-*"))
@@ -301,7 +301,7 @@ def test_garbage_on_a_sensor_topic_is_counted_and_good_readings_still_work(
         "name": "vib",
         "source": {"type": "mqtt", "topic": "sensors/vib", "max_payload_bytes": 65536},
         "model": {"path": str(VIBRATION_MODEL)},
-    }], mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite"), "stats_interval": 1.0})
+    }], outbox={"path": str(tmp_path / "o.sqlite")}, stats={"interval": 1.0})
     daemon = start_daemon(config)
     wait_until(lambda: sub.json_on(STATS), 30)  # connected; the source subscribes alongside
     pub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
@@ -391,7 +391,7 @@ def test_qos0_results_bypass_the_outbox_and_are_counted_when_the_broker_is_away(
 
     outbox = tmp_path / "outbox.sqlite"
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"qos": 0, "outbox_path": str(outbox)})
+                          mqtt_extra={"qos": 0}, outbox={"path": str(outbox)})
     mosquitto.stop()
     publisher = MqttPublisher(load_config(config))
     publisher.start()
@@ -422,7 +422,7 @@ def test_a_result_the_broker_keeps_refusing_is_dropped_and_counted_not_retried_f
     mosquitto.restart()
     sub = subscribe(RESULTS)
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+                          outbox={"path": str(tmp_path / "o.sqlite")})
     publisher = MqttPublisher(load_config(config))
     publisher.start()
     try:
@@ -467,7 +467,7 @@ def test_unreadable_and_odd_images_are_counted_in_the_stats_and_the_rest_classif
     sub = subscribe(RESULTS, STATS)
     pipeline = digits_pipeline(path=str(folder))
     config = write_config(tmp_path / "c.toml", mosquitto, [pipeline],
-                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+                          outbox={"path": str(tmp_path / "o.sqlite")})
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
     names = sorted(r["source"]["name"] for r in sub.json_on(RESULTS))
@@ -498,7 +498,7 @@ def test_a_failing_stats_source_never_stops_the_results(tmp_path, mosquitto, sub
             return 0
 
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"outbox_path": str(tmp_path / "o.sqlite")})
+                          outbox={"path": str(tmp_path / "o.sqlite")})
     sub = subscribe(RESULTS)
     publisher = MqttPublisher(load_config(config))
     publisher.attach_stats(StatsReporter("test-pi", [BrokenRunner()]))
@@ -519,7 +519,7 @@ def test_no_usable_outbox_place_still_runs_with_a_memory_outbox(tmp_path, mosqui
     blocker.write_text("a file where the outbox's directory should be")
     sub = subscribe(RESULTS, STATS)
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],
-                          mqtt_extra={"outbox_path": str(blocker / "outbox.sqlite")})
+                          outbox={"path": str(blocker / "outbox.sqlite")})
     daemon = start_daemon(config)
     assert daemon.wait(60) == 0, daemon.log
     assert "keeping results in memory only" in daemon.log

@@ -64,8 +64,8 @@ def test_a_held_result_waits_no_longer_than_max_wait():
 
 def test_a_batch_with_unencodable_results_counts_the_stored_ones(tmp_path, mosquitto, subscribe):
     """Through the real publisher, outbox and broker: a NaN score fails alone."""
-    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()], mqtt_extra={
-        "outbox_path": str(tmp_path / "o.sqlite")})
+    config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()], outbox={
+        "path": str(tmp_path / "o.sqlite")})
     publisher = MqttPublisher(load_config(config))
     sub = subscribe("edge/test-pi/p/result")
     published: list[int] = []

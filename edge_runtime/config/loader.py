@@ -6,15 +6,20 @@ import tomllib
 from pathlib import Path
 from typing import Any
 
+from edge_runtime.config.moved import check_moved
 from edge_runtime.config.schema import (
     AppConfig,
     DeviceConfig,
     GateConfig,
+    LoggingConfig,
     MqttConfig,
     ModelConfig,
+    OutboxConfig,
     PipelineConfig,
     PreprocessConfig,
     PublishConfig,
+    RetryConfig,
+    StatsConfig,
     topic_safe,
 )
 from edge_runtime.config.cascade import parse_escalate, parse_model_spec, parse_stages
@@ -22,10 +27,10 @@ from edge_runtime.config.typed import ConfigError, Context, build, control_chara
 from edge_runtime.config.integration import parse_homeassistant, parse_pipeline_objects
 from edge_runtime.sources.registry import SOURCES
 
-TOP_LEVEL_KEYS = ("device", "mqtt", "pipelines", "logging", "homeassistant")
+TOP_LEVEL_KEYS = ("device", "mqtt", "outbox", "stats", "retry", "logging", "homeassistant",
+                  "pipelines")
 PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate", "publish",
                  "stages", "escalate", "tracker", "zones", "snapshot")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
 
 def load_config(path: Path | str) -> AppConfig:
@@ -48,10 +53,14 @@ def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
             raise ctx.error(key, f"unknown section (expected one of: {', '.join(TOP_LEVEL_KEYS)})")
+    check_moved(doc, ctx)
     device = build(DeviceConfig, doc.get("device", {}), "device", ctx)
     mqtt = build(MqttConfig, doc.get("mqtt", {}), "mqtt", ctx)
     _check_files(mqtt, ctx)
-    log_level = _log_level(doc.get("logging", {}), ctx)
+    outbox = build(OutboxConfig, doc.get("outbox", {}), "outbox", ctx)
+    stats = build(StatsConfig, doc.get("stats", {}), "stats", ctx)
+    retry = build(RetryConfig, doc.get("retry", {}), "retry", ctx)
+    logging_config = build(LoggingConfig, doc.get("logging", {}), "logging", ctx)
 
     tables = doc.get("pipelines")
     if not isinstance(tables, list) or not tables:
@@ -66,20 +75,8 @@ def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
         pipelines.append(pipeline)
     homeassistant = parse_homeassistant(doc["homeassistant"], ctx) if "homeassistant" in doc \
         else None
-    return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), log_level,
-                     homeassistant)
-
-
-def _log_level(table: Any, ctx: Context) -> str:
-    if not isinstance(table, dict):
-        raise ctx.error("logging", "expected a table")
-    for key in table:
-        if key != "level":
-            raise ctx.error(f"logging.{key}", "unknown key (expected: level)")
-    level = str(table.get("level", "INFO")).upper()
-    if level not in LOG_LEVELS:
-        raise ctx.error("logging.level", f"must be one of {', '.join(LOG_LEVELS)}")
-    return level
+    return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), logging=logging_config,
+                     outbox=outbox, stats=stats, retry=retry, homeassistant=homeassistant)
 
 
 def _check_files(mqtt: MqttConfig, ctx: Context) -> None:

@@ -49,6 +49,8 @@ class TlsConfig:
 
 @dataclass(frozen=True)
 class MqttConfig:
+    """`[mqtt]`: the broker connection (reconnect pacing is `[retry] broker`)."""
+
     host: str = "localhost"
     port: int = field(default=1883, metadata=at_least(1))
     topic_prefix: str = field(default="edge", metadata={"check": prefix_safe})
@@ -58,16 +60,7 @@ class MqttConfig:
     username: str | None = None
     password_file: Path | None = None  # never the password inline
     tls: TlsConfig | None = None
-    reconnect_min_delay: float = field(default=1.0, metadata=at_least(0.1))
-    reconnect_max_delay: float = field(default=60.0, metadata=at_least(0.1))
-    # The durable outbox (publishing/outbox.py). Default path: $STATE_DIRECTORY/outbox.sqlite under
-    # systemd, else <config stem>.outbox.sqlite next to the config file.
-    outbox_path: Path | None = None
-    outbox_max_messages: int = field(default=100_000, metadata=at_least(1))
-    outbox_max_bytes: int = field(default=64 * 1024 * 1024, metadata=at_least(1024))
-    outbox_sync: Literal["full", "normal"] = "full"  # full: survives power loss; normal: crashes
     max_inflight: int = field(default=100, metadata=at_least(1))  # results awaiting PUBACK
-    stats_interval: float = field(default=30.0, metadata=at_least(1.0))  # retained .../stats
 
     def client_id_for(self, device_id: str) -> str:
         return self.client_id or f"edge-runtime-{device_id}"
@@ -76,6 +69,66 @@ class MqttConfig:
 def _threads_check() -> dict[str, Any]:
     minimum = at_least(1)["check"]
     return {"check": lambda v: None if v == "auto" else minimum(v)}
+
+
+@dataclass(frozen=True)
+class OutboxConfig:
+    """`[outbox]`: the durable queue of undelivered results (publishing/outbox.py)."""
+
+    # Default: $STATE_DIRECTORY/outbox.sqlite under systemd, else <config stem>.outbox.sqlite next
+    # to the config file.
+    path: Path | None = None
+    max_messages: int = field(default=100_000, metadata=at_least(1))
+    max_bytes: int = field(default=64 * 1024 * 1024, metadata=at_least(1024))
+    sync: Literal["full", "normal"] = "full"  # full: survives power loss; normal: crashes only
+
+
+@dataclass(frozen=True)
+class StatsConfig:
+    """`[stats]`: the retained `<prefix>/<device>/stats` message (publishing/stats.py)."""
+
+    interval: float = field(default=30.0, metadata=at_least(1.0))  # seconds between two
+
+
+@dataclass(frozen=True)
+class BackoffConfig:
+    """Exponential backoff with full jitter: the n-th retry waits up to min_delay * 2**n, capped."""
+
+    min_delay: float = field(default=1.0, metadata=at_least(0.1))
+    max_delay: float = field(default=60.0, metadata=at_least(0.1))
+
+    def cross_check(self) -> tuple[str, str] | None:
+        if self.min_delay > self.max_delay:
+            return "max_delay", f"must be >= min_delay ({self.min_delay!r}), got {self.max_delay!r}"
+        return None
+
+
+@dataclass(frozen=True)
+class RetryConfig:
+    """`[retry]`: every retry the daemon makes, each an exponential backoff of the same shape."""
+
+    # reconnecting to the broker, for publishing and for mqtt sources alike
+    broker: BackoffConfig = field(default_factory=lambda: BackoffConfig(1.0, 60.0))
+    # reopening a source that failed (camera unplugged, file missing, stream down)
+    source: BackoffConfig = field(default_factory=lambda: BackoffConfig(1.0, 30.0))
+    # reloading a model after its inference failed
+    model: BackoffConfig = field(default_factory=lambda: BackoffConfig(1.0, 60.0))
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
+
+def _log_level(value: str) -> str | None:
+    if value.upper() in LOG_LEVELS:
+        return None
+    return f"must be one of {', '.join(l.lower() for l in LOG_LEVELS)}, got {value!r}"
+
+
+@dataclass(frozen=True)
+class LoggingConfig:
+    """`[logging]`; `edge-runtime --log-level` overrides it."""
+
+    level: str = field(default="info", metadata={"check": _log_level})  # any case
 
 
 @dataclass(frozen=True)
@@ -130,6 +183,12 @@ class PublishConfig:
     # change mode: publish an unchanged result after this long anyway (0 = never)
     max_interval: float = field(default=60.0, metadata=at_least(0))
 
+    def cross_check(self) -> tuple[str, str] | None:
+        if self.mode == "change" and 0 < self.max_interval < self.min_interval:
+            return "max_interval", (f"must be 0 or >= min_interval ({self.min_interval!r}), "
+                                    f"got {self.max_interval!r}")
+        return None
+
 
 @dataclass(frozen=True)
 class PipelineConfig:
@@ -154,5 +213,12 @@ class AppConfig:
     device: DeviceConfig
     mqtt: MqttConfig
     pipelines: tuple[PipelineConfig, ...]
-    log_level: str = "INFO"
+    logging: LoggingConfig = field(default_factory=LoggingConfig)
+    outbox: OutboxConfig = field(default_factory=OutboxConfig)
+    stats: StatsConfig = field(default_factory=StatsConfig)
+    retry: RetryConfig = field(default_factory=RetryConfig)
     homeassistant: HomeAssistantConfig | None = None  # [homeassistant] (config/integration.py)
+
+    @property
+    def log_level(self) -> str:
+        return self.logging.level.upper()

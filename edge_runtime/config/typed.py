@@ -2,7 +2,8 @@
 
 One small reflective builder instead of hand-written checks per section: every config section is
 a frozen dataclass, and its field types are the schema (int, float, bool, str, Path, Literal,
-tuples, optional values and nested sections).
+tuples, optional values and nested sections). A field's metadata "check" validates its value; a
+section's `cross_check()` method validates fields against each other.
 """
 
 from __future__ import annotations
@@ -67,7 +68,14 @@ def build(cls: type, table: Any, key: str, ctx: Context) -> Any:
                     raise ctx.error(path, problem)
         elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
             raise ctx.error(path, "missing required key")
-    return cls(**values)
+    instance = cls(**values)
+    # Checks across fields: a section's `cross_check()` names the field at fault and the problem.
+    cross_check = getattr(instance, "cross_check", None)
+    problem = cross_check() if cross_check is not None else None
+    if problem:
+        name, message = problem
+        raise ctx.error(_join(key, name), message)
+    return instance
 
 
 def _join(key: str, name: str) -> str:

@@ -165,7 +165,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     source_ctx = SourceContext(
         base_dir=app.base_dir, pipeline=pipeline.name, mqtt=app.mqtt,
         client_id=app.mqtt.client_id_for(app.device.id), columns=columns, window=window,
-        image_size=image_size,
+        image_size=image_size, reconnect=(app.retry.broker.min_delay, app.retry.broker.max_delay),
     )
 
     def make_source() -> Source:

@@ -14,6 +14,7 @@ import logging
 import threading
 from typing import Callable
 
+from edge_runtime.config.schema import BackoffConfig, RetryConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.delegates import CPU
 from edge_runtime.model.tflite_model import ModelLoadError
@@ -36,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 class InferenceStage:
     def __init__(self, name: str, parts: PipelineParts, rebuild: Callable[[], PipelineParts],
-                 stats: PipelineStats) -> None:
+                 stats: PipelineStats, retry: BackoffConfig | None = None) -> None:
         self.name = name
+        self._retry = retry or RetryConfig().model  # [retry] model: reloads after failures
         self.parts = parts  # written by this thread only (a reload); others read it whole
         self._rebuild = rebuild
         self._stats = stats
@@ -54,7 +56,7 @@ class InferenceStage:
             heartbeats: Heartbeats) -> None:
         """`inline`: no prepare/publish threads; this thread prepares and publishes too."""
         beat = heartbeats.register(f"inference-{self.name}")
-        backoff = Backoff(1.0, 60.0)
+        backoff = Backoff(self._retry.min_delay, self._retry.max_delay)
         stats = self._stats
         meter = self.meter
         meter.bind_thread()

@@ -33,6 +33,7 @@ import threading
 import time
 from typing import Callable
 
+from edge_runtime.config.schema import RetryConfig
 from edge_runtime.pipeline.assembly import PipelineParts
 from edge_runtime.pipeline.batch import BatchSink
 from edge_runtime.pipeline.gate import MotionGate
@@ -66,6 +67,7 @@ class PipelineRunner:
         clock: Callable[[], float] = time.monotonic,
         overlap: bool | None = None,
         observer: ResultObserver | None = None,
+        retry: RetryConfig | None = None,
     ) -> None:
         """`overlap`: stage threads (True), one worker (False), None: stage threads for images."""
         self.name = parts.config.name
@@ -77,9 +79,10 @@ class PipelineRunner:
         # Live sources keep one frame: inference must see the newest, not a queue of old ones.
         buffered = sensor and not source.live
         self.slot = FrameSlot(live=source.live, capacity=SENSOR_SLOT if buffered else 1)
+        retry = retry or RetryConfig()  # [retry] source and model
         self._source = SourceStage(self.name, source, self.slot, self.stats, heartbeats,
-                                   self._stop, source_fps(parts))
-        self._inference = InferenceStage(self.name, parts, rebuild, self.stats)
+                                   self._stop, source_fps(parts), retry.source)
+        self._inference = InferenceStage(self.name, parts, rebuild, self.stats, retry.model)
         self._preparer = Preparer(self.name, self.slot, MotionGate(parts.config.gate, clock),
                                   self.stats, lambda: self._inference.parts)
         self._publisher = ResultPublisher(self.name, device, sink,

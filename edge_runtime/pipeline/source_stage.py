@@ -8,6 +8,7 @@ import logging
 import threading
 import time
 
+from edge_runtime.config.schema import BackoffConfig, RetryConfig
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.stages import WAIT
 from edge_runtime.pipeline.stats import PipelineStats
@@ -21,7 +22,8 @@ logger = logging.getLogger(__name__)
 
 class SourceStage:
     def __init__(self, name: str, source: Source, slot: FrameSlot, stats: PipelineStats,
-                 heartbeats: Heartbeats, stop: threading.Event, fps: float) -> None:
+                 heartbeats: Heartbeats, stop: threading.Event, fps: float,
+                 retry: BackoffConfig | None = None) -> None:
         self.name = name
         self.source = source
         self._slot = slot
@@ -29,10 +31,11 @@ class SourceStage:
         self._heartbeats = heartbeats
         self._stop = stop
         self._interval = 1.0 / fps if fps > 0 else 0.0  # 0: as fast as the source gives frames
+        self._retry = retry or RetryConfig().source  # [retry] source
 
     def run(self) -> None:
         beat = self._heartbeats.register(f"source-{self.name}")
-        backoff = Backoff(1.0, 30.0)
+        backoff = Backoff(self._retry.min_delay, self._retry.max_delay)
         source, is_open, stats = self.source, False, self._stats
         next_frame_at = 0.0
         try:

@@ -48,13 +48,14 @@ class MqttPublisher:
         self.client_id = app.mqtt.client_id_for(app.device.id)
         if outbox is None:
             path = configured_outbox_path(app)
-            outbox = open_outbox(path, app.mqtt.outbox_max_messages, app.mqtt.outbox_max_bytes,
-                                 app.mqtt.outbox_sync)
+            outbox = open_outbox(path, app.outbox.max_messages, app.outbox.max_bytes,
+                                 app.outbox.sync)
         self.outbox = outbox
         self.stats_reporter = StatsReporter(app.device.id)
         self._qos0 = Qos0Lane(QOS0_QUEUE)
         self._network = NetworkThread(self.config, self.client_id, self.topics, outbox,
-                                      self._qos0, self.stats, heartbeats)
+                                      self._qos0, self.stats, heartbeats,
+                                      reconnect=app.retry.broker, stats_interval=app.stats.interval)
 
     # -- the pipelines' side -------------------------------------------------------------------
     def publish_result(self, pipeline: str, body: dict[str, Any]) -> int:

@@ -28,7 +28,7 @@ from typing import Any, Callable
 
 import paho.mqtt.client as mqtt
 
-from edge_runtime.config.schema import MqttConfig
+from edge_runtime.config.schema import BackoffConfig, MqttConfig, RetryConfig, StatsConfig
 from edge_runtime.publishing.backoff import Backoff
 from edge_runtime.publishing.connection import make_client
 from edge_runtime.publishing.latest import LatestValues
@@ -52,7 +52,9 @@ STATE_HEADROOM = 16  # paho in-flight slots kept free for status/stats beyond th
 class NetworkThread:
     def __init__(self, config: MqttConfig, client_id: str, topics: Topics, outbox: Outbox,
                  qos0: Qos0Lane, stats: Callable[[], dict[str, Any]],
-                 heartbeats: Heartbeats | None) -> None:
+                 heartbeats: Heartbeats | None, reconnect: BackoffConfig | None = None,
+                 stats_interval: float = StatsConfig.interval) -> None:
+        """`reconnect`: [retry] broker; `stats_interval`: [stats] interval."""
         self.config = config
         self.client_id = client_id
         self.topics = topics
@@ -61,7 +63,9 @@ class NetworkThread:
         self._qos0 = qos0
         self._stats = stats
         self._heartbeats = heartbeats
-        self._backoff = Backoff(config.reconnect_min_delay, config.reconnect_max_delay)
+        reconnect = reconnect or RetryConfig().broker
+        self._backoff = Backoff(reconnect.min_delay, reconnect.max_delay)
+        self.stats_interval = stats_interval
         self._warn = RateLimitedLogger(logger)
         self._thread = NamedThread(target=self._run, name="mqtt-network", daemon=True)
         self._wake_r, self._wake_w = socket.socketpair()
@@ -253,7 +257,7 @@ class NetworkThread:
                 self.drained.notify_all()
 
     def _publish_stats(self, client: mqtt.Client) -> None:
-        self._next_stats = time.monotonic() + self.config.stats_interval
+        self._next_stats = time.monotonic() + self.stats_interval
         try:
             payload = json.dumps(self._stats(), separators=(",", ":")).encode("utf-8")
         except Exception as exc:  # noqa: BLE001 - a stats bug must never stop the results

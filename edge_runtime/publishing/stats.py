@@ -1,6 +1,6 @@
 """The retained stats message on {prefix}/{device}/stats: what the device did since it started.
 
-Built by the network thread every `[mqtt] stats_interval` seconds, after each (re)connect and at
+Built by the network thread every `[stats] interval` seconds, after each (re)connect and at
 shutdown, from the pipelines' counters (written by their own threads; reading an int is atomic) and
 the outbox's. Fields are documented in docs/ARCHITECTURE.md ("MQTT contract").
 """

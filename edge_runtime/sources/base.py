@@ -49,6 +49,7 @@ class SourceContext:
     pipeline: str
     mqtt: Any = None  # the [mqtt] section (MqttConfig), for sources that subscribe
     client_id: str = "edge-runtime"  # the daemon's MQTT client id; subscribers derive theirs
+    reconnect: tuple[float, float] = (1.0, 60.0)  # [retry.broker] (min_delay, max_delay), seconds
     columns: tuple[str, ...] = ()  # sensor defaults from the model's metadata / input tensor
     window: int = 0
     image_size: tuple[int, int] | None = None  # model input (width, height) for image models

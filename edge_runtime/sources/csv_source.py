@@ -30,9 +30,9 @@ class CsvOptions:
     columns: tuple[str, ...] = ()  # default: the model metadata's sensor columns
     window: int = field(default=0, metadata=at_least(0))  # rows per input; 0 = from the model
     stride: int = field(default=1, metadata=at_least(1))  # rows between two inputs
-    rate: float = field(default=0.0, metadata=at_least(0))  # rows per second; 0 = as fast as possible
+    # The one pacing key: rows per second (a result every `stride` rows); 0 = as fast as possible
+    rate: float = field(default=0.0, metadata=at_least(0))
     loop: bool = False
-    fps: float = field(default=0.0, metadata=at_least(0))
 
 
 class CsvSource(Source):

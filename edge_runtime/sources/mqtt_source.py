@@ -121,7 +121,8 @@ class MqttSource(Source):
         self._client = make_client(ctx.mqtt, client_id)
         self._client.on_connect = self._on_connect
         self._client.on_message = self._on_message
-        self._client.reconnect_delay_set(1, 30)
+        # paho's own reconnect (doubling, no jitter) between [retry.broker]'s delays
+        self._client.reconnect_delay_set(*ctx.reconnect)  # type: ignore[arg-type] # floats work
         self._pipeline = ctx.pipeline
         self._thread: NamedThread | None = None
         self._loop_error = ""

@@ -23,4 +23,4 @@ def default_outbox_path(config_file: str | Path, environ: dict[str, str] | None 
 
 def configured_outbox_path(app: Any) -> Path:
     """The outbox file of a config (AppConfig): its own setting, else the default above."""
-    return app.mqtt.outbox_path or default_outbox_path(app.file)
+    return app.outbox.path or default_outbox_path(app.file)

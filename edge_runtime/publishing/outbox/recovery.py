@@ -88,7 +88,7 @@ def salvage(path: Path) -> tuple[dict[str, tuple[int, int]], list[SalvagedRow]]:
 
 def _memory_fallback(path: Path, max_messages: int, max_bytes: int, problem: str) -> Outbox:
     logger.error("OUTBOX %s CANNOT BE USED (%s): keeping results in memory only, so a restart "
-                 "loses the undelivered ones; set [mqtt] outbox_path to a writable place",
+                 "loses the undelivered ones; set [outbox] path to a writable place",
                  path, problem)
     return MemoryOutbox(max_messages, max_bytes)
 
