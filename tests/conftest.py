@@ -57,7 +57,8 @@ class Broker:
     process: subprocess.Popen | None = None
 
     def start(self) -> None:
-        if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        binary = mosquitto_binary()
+        if binary is None:
             pytest.fail("mosquitto is not installed: run deploy/dev-setup.sh")
         conf = self.workdir / "mosquitto.conf"
         # As root, mosquitto drops to its own user, who cannot read the tests' private files.
@@ -69,7 +70,6 @@ class Broker:
             # 1000 messages per client would make the broker drop what the daemon delivered.
             f"log_dest stderr\nmax_queued_messages 0\n{self.extra_config}"
         )
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
         self.process = subprocess.Popen(
             [binary, "-c", str(conf)],
             stdout=subprocess.DEVNULL,
@@ -95,6 +95,24 @@ class Broker:
     def restart(self) -> None:
         self.stop()
         self.start()
+
+
+def mosquitto_binary() -> str | None:
+    """The broker the tests start ($EDGE_RUNTIME_TEST_MOSQUITTO names another one)."""
+    given = os.environ.get("EDGE_RUNTIME_TEST_MOSQUITTO")
+    if given is not None:
+        return given if Path(given).is_file() else None
+    return shutil.which("mosquitto") or ("/usr/sbin/mosquitto" if Path("/usr/sbin/mosquitto").exists()
+                                         else None)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A missing broker is one clear error before any test runs, not a failure in each test."""
+    needing = [item for item in items if "mosquitto" in getattr(item, "fixturenames", ())]
+    if needing and mosquitto_binary() is None:
+        raise pytest.UsageError(
+            f"mosquitto is not installed, and {len(needing)} selected test(s) need a real broker: "
+            "run deploy/dev-setup.sh (or apt-get install mosquitto mosquitto-clients)")
 
 
 @pytest.fixture
