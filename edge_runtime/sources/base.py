@@ -53,6 +53,7 @@ class SourceContext:
     columns: tuple[str, ...] = ()  # sensor defaults from the model's metadata / input tensor
     window: int = 0
     image_size: tuple[int, int] | None = None  # model input (width, height) for image models
+    sample_rate: int = 0  # audio models: samples per second from the model's metadata
 
     def resolve(self, path: str) -> Path:
         candidate = Path(path).expanduser()

@@ -55,6 +55,12 @@ def read_image(path: Path, target: tuple[int, int] | None, max_pixels: int | Non
         data = np.fromfile(path, np.uint8)
     except OSError:
         return None, (0, 0)
+    return decode_image(data, target)
+
+
+def decode_image(data: np.ndarray, target: tuple[int, int] | None
+                 ) -> tuple[np.ndarray | None, tuple[int, int]]:
+    """Like `read_image`, from the encoded bytes (a JPEG from a stream, say) as a uint8 array."""
     if data.size == 0:  # imdecode asserts on an empty buffer
         return None, (0, 0)
     if max_pixels is not None:
