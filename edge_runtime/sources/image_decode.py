@@ -55,10 +55,10 @@ def read_image(path: Path, target: tuple[int, int] | None, max_pixels: int | Non
         data = np.fromfile(path, np.uint8)
     except OSError:
         return None, (0, 0)
-    return decode_image(data, target)
+    return decode_image(data, target, max_pixels)
 
 
-def decode_image(data: np.ndarray, target: tuple[int, int] | None
+def decode_image(data: np.ndarray, target: tuple[int, int] | None, max_pixels: int | None = None,
                  ) -> tuple[np.ndarray | None, tuple[int, int]]:
     """Like `read_image`, from the encoded bytes (a JPEG from a stream, say) as a uint8 array."""
     if data.size == 0:  # imdecode asserts on an empty buffer
