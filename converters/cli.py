@@ -122,17 +122,20 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
                        "check the model on (or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON)")
     check.add_argument("--timeout", type=float, default=1800.0,
                        help="seconds without progress before a conversion is stopped")
+    group = parser.add_argument_group(
+        "distillation" if distill else "distillation (also: edge-convert distill -h)")
+    group.add_argument("--inputs", type=Path, required=distill,
+                       help="unlabeled inputs the student learns the teacher on (a folder of "
+                            "images, .npy/.npz or CSV, read like --calibration-data)")
+    group.add_argument("--student", default="mobilenet:0.25" if distill else None,
+                       help="mobilenet:ALPHA (MobileNet-style, width multiplier ALPHA"
+                            + ("; default mobilenet:0.25" if distill else "") +
+                            ") or a Keras model file to train on the model's outputs")
+    group.add_argument("--temperature", type=float, default=4.0,
+                       help="softens the teacher's outputs (default 4)")
+    group.add_argument("--epochs", type=int, default=30,
+                       help="distillation training epochs (default 30)")
     if distill:
-        group = parser.add_argument_group("distillation")
-        group.add_argument("--inputs", type=Path, required=True,
-                           help="unlabeled inputs the student learns the teacher on (a folder "
-                                "of images, .npy/.npz or CSV, read like --calibration-data)")
-        group.add_argument("--student", default="mobilenet:0.25",
-                           help="mobilenet:ALPHA (MobileNet-style, width multiplier ALPHA; "
-                                "default mobilenet:0.25) or a Keras model file to train")
-        group.add_argument("--temperature", type=float, default=4.0,
-                           help="softens the teacher's outputs (default 4)")
-        group.add_argument("--epochs", type=int, default=30, help="training epochs (default 30)")
         parser.add_argument("--no-progress", action="store_true", help="no progress bars")
         parser.add_argument("-v", "--verbose", action="store_true")
         return parser
@@ -143,7 +146,7 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
                              "given and pruned side by side")
     shrink.add_argument("--train-data", type=Path,
                         help="labeled samples to fine-tune on, like --validation-data")
-    shrink.add_argument("--epochs", type=int, default=8,
+    shrink.add_argument("--prune-epochs", type=int, default=8,
                         help="fine-tuning epochs for --prune (default 8)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
     parser.add_argument("-v", "--verbose", action="store_true")
@@ -185,6 +188,23 @@ def options_from_args(args: argparse.Namespace) -> Any:
     )
 
 
+def variant_makers(args: argparse.Namespace, distill: bool) -> list[Any]:
+    """--prune and distillation (the distill command, or --student with --inputs)."""
+    makers = []
+    if getattr(args, "prune", None) is not None:
+        from converters.variants import pruning
+
+        makers.append(pruning(args.prune, args.train_data, max(1, args.prune_epochs)))
+    if distill or getattr(args, "student", None):
+        from converters.distill import StudentSpec, distillation
+
+        if args.inputs is None:
+            raise ConvertError("--student needs --inputs (unlabeled inputs for the teacher)")
+        makers.append(distillation(args.inputs, StudentSpec.parse(args.student),
+                                   max(1, args.epochs), args.temperature))
+    return makers
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     distill = bool(argv) and argv[0] == "distill"
@@ -200,17 +220,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from converters.convert import run
 
     try:
-        if distill:
-            from converters.distill import StudentSpec, run_distill
+        makers = variant_makers(args, distill)
+        if makers:
+            from converters.variants import run_variants
 
-            result = run_distill(options_from_args(args), args.inputs,
-                                 StudentSpec.parse(args.student), max(1, args.epochs),
-                                 args.temperature)
-        elif args.prune is not None:
-            from converters.variants import run_pruned
-
-            result = run_pruned(options_from_args(args), args.prune, args.train_data,
-                                max(1, args.epochs))
+            result = run_variants(options_from_args(args), makers)
         else:
             result = run(options_from_args(args))
     except ConvertError as exc:

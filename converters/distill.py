@@ -25,7 +25,7 @@ import numpy as np
 
 from converters.convert import Options, Result, run
 from converters.errors import ConvertError
-from converters.variants import add_latency_without_delegate, merge
+from converters.variants import Variant, VariantMaker
 
 logger = logging.getLogger(__name__)
 
@@ -167,59 +167,64 @@ def _top1_tflite(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     return np.array(picks)
 
 
-def run_distill(options: Options, inputs: Path, spec: StudentSpec, epochs: int,
-                temperature: float) -> Result:
-    from converters.convert import _input_settings, read_label_names
-    from converters.data import load_dataset
-    from converters.loaders import find_loader
-    from converters.progress import Progress
+def distillation(inputs: Path, spec: StudentSpec, epochs: int,
+                 temperature: float) -> VariantMaker:
+    """The maker of the distilled-student variant of the given (teacher) model."""
 
-    if temperature <= 0:
-        raise ConvertError("--temperature must be more than 0")
-    progress = Progress(options.progress)
-    source = find_loader(options.model).load(options.model)
-    settings = _input_settings(options, source)
-    known = read_label_names(options.labels_file) if options.labels_file else ()
-    unlabeled = load_dataset(inputs, settings, known, None, progress, "distillation inputs")
-    teacher = teacher_probabilities(source.predict(unlabeled.x)[0])
-    if teacher.shape[1] < 2:
-        raise ConvertError("distill: the teacher must output class scores (2 or more classes)")
-    check = unlabeled
-    if options.validation_data is not None:
-        check = load_dataset(options.validation_data, settings, known,
-                             options.validation_samples, progress, "validation")
-    teacher_check = teacher_probabilities(source.predict(check.x)[0]).argmax(axis=1)
-    student = train_student(spec, unlabeled.x.astype(np.float32), teacher, epochs, temperature)
-    with tempfile.TemporaryDirectory(prefix="edge-convert-distill-") as tmp:
-        folder = Path(tmp)
+    def make(options: Options, folder: Path) -> Variant:
+        from converters.convert import _input_settings, read_label_names
+        from converters.data import load_dataset
+        from converters.loaders import find_loader
+        from converters.progress import Progress
+
+        if temperature <= 0:
+            raise ConvertError("--temperature must be more than 0")
+        progress = Progress(options.progress)
+        source = find_loader(options.model).load(options.model)
+        settings = _input_settings(options, source)
+        known = read_label_names(options.labels_file) if options.labels_file else ()
+        unlabeled = load_dataset(inputs, settings, known, None, progress, "distillation inputs")
+        teacher = teacher_probabilities(source.predict(unlabeled.x)[0])
+        if teacher.shape[1] < 2:
+            raise ConvertError("distill: the teacher must output class scores (2 or more)")
+        check = unlabeled
+        if options.validation_data is not None:
+            check = load_dataset(options.validation_data, settings, known,
+                                 options.validation_samples, progress, "validation")
+        teacher_check = teacher_probabilities(source.predict(check.x)[0]).argmax(axis=1)
+        student = train_student(spec, unlabeled.x.astype(np.float32), teacher, epochs,
+                                temperature)
         student_path = folder / f"{options.model.stem}_student.keras"
         student.save(student_path)
-        base = run(replace(options, output=None if options.compare else folder / "teacher.tflite"))
-        trained = run(replace(options, model=student_path))
-    keras_agreement = float(np.mean(
-        np.asarray(student.predict(check.x, verbose=0)).argmax(axis=1) == teacher_check))
-    details = {
-        "student": spec.label, "inputs": unlabeled.origin, "samples": len(unlabeled),
-        "epochs": epochs, "temperature": temperature,
-        "student_params": int(student.count_params()),
-        "student_agreement_before_conversion": round(keras_agreement, 6),
-        "checked_on": check.origin,
-        "teacher_accuracy": base.report.validation.get("reference_accuracy"),
-        "student_accuracy_before_conversion": trained.report.validation.get("reference_accuracy"),
-    }
-    teacher_params = _keras_params(options.model)
-    if teacher_params:
-        details["teacher_params"] = teacher_params
-        details["size_ratio"] = round(teacher_params / max(1, details["student_params"]), 2)
-    merged = merge(base, trained, spec.label, "distillation", details)
-    for entry in merged.report.modes:
-        if entry.variant == spec.label and f"{spec.label}:{entry.mode}" in merged.models:
-            picks = _top1_tflite(merged.models[f"{spec.label}:{entry.mode}"], check.x)
-            entry.agreement = float(np.mean(picks == teacher_check))
-    sample = check.x[:1]
-    add_latency_without_delegate(merged, sample)
-    add_latency_without_delegate(merged, sample, spec.label)
-    return merged
+        result = run(replace(options, model=student_path))
+        agreement = np.asarray(student.predict(check.x, verbose=0)).argmax(axis=1)
+        details = {
+            "student": spec.label, "inputs": unlabeled.origin, "samples": len(unlabeled),
+            "epochs": epochs, "temperature": temperature,
+            "student_params": int(student.count_params()),
+            "student_agreement_before_conversion": round(
+                float(np.mean(agreement == teacher_check)), 6),
+            "checked_on": check.origin,
+            "student_accuracy_before_conversion":
+                result.report.validation.get("reference_accuracy"),
+        }
+        teacher_params = _keras_params(options.model)
+        if teacher_params:
+            details["teacher_params"] = teacher_params
+            details["size_ratio"] = round(teacher_params / max(1, details["student_params"]), 2)
+
+        def finish(merged: Result) -> None:
+            """Every row's agreement is with the teacher: the converted student's too."""
+            details["teacher_accuracy"] = merged.report.validation.get("reference_accuracy")
+            for entry in merged.report.modes:
+                model = merged.models.get(f"{spec.label}:{entry.mode}")
+                if entry.variant == spec.label and model is not None:
+                    picks = _top1_tflite(model, check.x)
+                    entry.agreement = float(np.mean(picks == teacher_check))
+
+        return Variant(spec.label, "distillation", result, details, check.x[:1], finish)
+
+    return make
 
 
 def _keras_params(path: Path) -> int | None:

@@ -381,7 +381,7 @@ def test_prune_reports_sparsity_accuracy_compressed_size_and_latency(fx, tmp_pat
     """--prune 0.7 on the digits CNN: the model as given and pruned, side by side."""
     output, report_path = tmp_path / "pruned.tflite", tmp_path / "r.json"
     code, stdout, stderr = convert(
-        fx.cnn, "-o", output, "--quantize", "int8", "--prune", "0.7", "--epochs", "6",
+        fx.cnn, "-o", output, "--quantize", "int8", "--prune", "0.7", "--prune-epochs", "6",
         "--train-data", fx.calib_images, "--calibration-data", fx.calib_images,
         "--validation-data", fx.val_images, "--color", "gray", "--std", "255",
         "--report", report_path, "--no-progress")
@@ -480,3 +480,33 @@ def test_distill_bad_student(fx, tmp_path):
     code, _, stderr = convert("distill", fx.cnn, "--inputs", fx.calib_images, "--student",
                               "resnet", "-o", tmp_path / "s.tflite")
     assert code == 2 and "--student resnet" in stderr
+
+
+def test_compare_shows_pruned_and_distilled_side_by_side(fx, big_teacher, tmp_path):
+    """One --compare run: the model as given, pruned and a distilled student, every mode."""
+    report_path, plot_path = tmp_path / "r.json", tmp_path / "p.png"
+    code, stdout, stderr = convert(
+        big_teacher["model"], "--compare", "--prune", "0.8", "--prune-epochs", "3",
+        "--train-data", fx.calib_images, "--student", "mobilenet:0.125", "--inputs",
+        big_teacher["inputs"], "--epochs", "10", "--calibration-data", fx.calib_images,
+        "--validation-data", fx.val_images, "--color", "gray", "--std", "255",
+        "--report", report_path, "--plot", plot_path, "--no-progress")
+    assert code == 0, stderr
+    report = json.loads(report_path.read_text())
+    rows = [(m.get("variant", ""), m["mode"]) for m in report["modes"]]
+    modes = ["none", "float16", "dynamic", "int8", "int16x8"]
+    assert rows == [(v, m) for v in ("", "pruned 80%", "student mobilenet 0.125") for m in modes]
+    assert {"pruning", "distillation"} <= set(report)
+    for m in report["modes"]:
+        assert m["status"] == "ok", m
+        assert m["gzip_bytes"] and m["latency_ms"] and m["latency_no_delegate_ms"]
+        assert [c["runtime"] for c in m["runtime_checks"]][0] == "ai-edge-litert"
+    assert "pruned 80%" in stdout and "student mobilenet 0.125" in stdout
+    assert plot_path.stat().st_size > 10_000
+
+
+def test_pruning_and_distillation_together_need_compare(fx, tmp_path):
+    code, _, stderr = convert(fx.cnn, "-o", tmp_path / "m.tflite", "--prune", "0.5",
+                              "--train-data", fx.calib_images, "--student", "mobilenet:0.25",
+                              "--inputs", fx.calib_images)
+    assert code == 2 and "go with --compare" in stderr
