@@ -110,7 +110,7 @@ source = {{ type = "images", path = "{DIGITS_SAMPLES}", loop = true, fps = 5 }}
 model = {{ path = "{DIGITS_INT8}", threads = 1 }}
 [[pipelines]]
 name = "vibration"
-source = {{ type = "csv", path = "{VIBRATION_CSV}", loop = true, stride = 32, fps = 5 }}
+source = {{ type = "csv", path = "{VIBRATION_CSV}", loop = true, stride = 32, rate = 160 }}
 model = {{ path = "{VIBRATION_MODEL}", threads = 1 }}
 postprocess = {{ task = "raw" }}
 [homeassistant]""")
