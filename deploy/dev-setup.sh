@@ -27,6 +27,10 @@ if [[ ",$extras," == *,test,* ]]; then
     /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || apt_packages+=(python3-apt)
     # tests/test_install_system.py builds the service's venv from Debian's Python, as on a Pi.
     /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3-venv)
+    # Input tests: ffmpeg writes each format of the command source from files; alsa-utils ships
+    # the spoken-word recordings under /usr/share/sounds/alsa (and arecord).
+    have ffmpeg || apt_packages+=(ffmpeg)
+    [ -e /usr/share/sounds/alsa/Front_Center.wav ] || apt_packages+=(alsa-utils)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "dev-setup: installing Debian packages: ${apt_packages[*]}" >&2

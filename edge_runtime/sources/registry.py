@@ -9,6 +9,7 @@ from edge_runtime.sources.base import Source, SourceContext
 from edge_runtime.sources.csv_source import CsvOptions, CsvSource
 from edge_runtime.sources.images import ImagesOptions, ImagesSource
 from edge_runtime.sources.mqtt_source import MqttSource, MqttSourceOptions
+from edge_runtime.sources.serial_source import SerialOptions, SerialSource
 from edge_runtime.sources.video import CameraOptions, CameraSource, VideoOptions, VideoSource
 
 
@@ -25,4 +26,5 @@ SOURCES: dict[str, SourcePlugin] = {
     "camera": SourcePlugin(CameraOptions, CameraSource),
     "csv": SourcePlugin(CsvOptions, CsvSource, sensor=True),
     "mqtt": SourcePlugin(MqttSourceOptions, MqttSource, sensor=True),
+    "serial": SourcePlugin(SerialOptions, SerialSource, sensor=True),
 }
