@@ -32,6 +32,9 @@ class ModelMetadata:
     postprocess: dict[str, Any] = field(default_factory=dict)
     # Sensor models: the columns of one row and the window length, e.g. {"columns": [...], "window": 32}.
     sensor: dict[str, Any] = field(default_factory=dict)
+    # Audio models: sample rate, window (samples) and features, e.g. {"sample_rate": 16000,
+    # "window": 16000, "features": "log-mel", "n_mels": 40, ...} (preprocessing/audio.py).
+    audio: dict[str, Any] = field(default_factory=dict)
     # Provenance and verification: source model sha256, converter version, report.
     source: dict[str, Any] = field(default_factory=dict)
     converter: dict[str, Any] = field(default_factory=dict)
@@ -43,7 +46,7 @@ class ModelMetadata:
             doc["task"] = self.task
         if self.labels:
             doc["labels"] = list(self.labels)
-        for name in ("preprocess", "postprocess", "sensor", "source", "converter", "verification"):
+        for name in ("preprocess", "postprocess", "sensor", "audio", "source", "converter", "verification"):
             value = getattr(self, name)
             if value:
                 doc[name] = value
@@ -81,6 +84,7 @@ class ModelMetadata:
             preprocess=section("preprocess"),
             postprocess=section("postprocess"),
             sensor=section("sensor"),
+            audio=section("audio"),
             source=section("source"),
             converter=section("converter"),
             verification=section("verification"),
