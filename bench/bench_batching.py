@@ -36,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_runtime.config.loader import load_config  # noqa: E402
+from edge_runtime.app_config import load_config  # noqa: E402
 from edge_runtime.pipeline.assembly import assemble  # noqa: E402
 from edge_runtime.pipeline.cascade import Stage, StageCounters  # noqa: E402
 from edge_runtime.sources.base import Frame  # noqa: E402

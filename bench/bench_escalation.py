@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "examples"))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from edge_runtime.config.loader import load_config  # noqa: E402
+from edge_runtime.app_config import load_config  # noqa: E402
 from edge_runtime.pipeline.assembly import PipelineParts, assemble  # noqa: E402
 from edge_runtime.pipeline.cascade import CascadeStats  # noqa: E402
 from edge_runtime.sources.base import Frame  # noqa: E402

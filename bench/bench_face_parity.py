@@ -30,7 +30,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from edge_runtime.config.loader import load_config  # noqa: E402
+from edge_runtime.app_config import load_config  # noqa: E402
 from edge_runtime.pipeline.assembly import PipelineParts, assemble  # noqa: E402
 from edge_runtime.postprocessing.detection.nms import pairwise_iou  # noqa: E402
 from edge_runtime.preprocessing.geometry import Geometry  # noqa: E402

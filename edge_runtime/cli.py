@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from edge_runtime import __version__
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.logging_setup import configure_logging
 from edge_runtime.model.delegates import load_model

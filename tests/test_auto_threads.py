@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from conftest import DIGITS_INT8, DIGITS_SAMPLES, wait_until, write_config
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import DIGITS_FLOAT, DIGITS_INT8, DIGITS_SAMPLES, edge_runtime, write_config
 from edge_runtime.config.cascade import CropConfig
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.pipeline.cascade import CascadeStats, Stage, StageCounters

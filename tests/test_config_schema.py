@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import EXAMPLES, REPO, VIBRATION_MODEL, digits_pipeline, edge_runtime, write_config
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.moved import MOVED
 from edge_runtime.config.schema import RetryConfig
 from edge_runtime.config.typed import ConfigError

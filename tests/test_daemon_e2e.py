@@ -178,7 +178,7 @@ def test_info_prints_tensors_runtime_and_metadata():
 
 def test_the_daemon_never_imports_tensorflow(tmp_path, mosquitto):
     config = write_config(tmp_path / "config.toml", mosquitto, [digits_pipeline()])
-    code = ("import sys, threading; from edge_runtime.config.loader import load_config;"
+    code = ("import sys, threading; from edge_runtime.app_config import load_config;"
             "from edge_runtime.daemon import Daemon, prepare;"
             f"app = load_config({str(config)!r}); Daemon(app, prepare(app)).run(threading.Event());"
             "assert 'tensorflow' not in sys.modules, 'tensorflow imported'; print('clean')")

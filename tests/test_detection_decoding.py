@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import DIGITS_FLOAT, write_config
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.sources.base import Frame

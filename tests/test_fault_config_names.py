@@ -11,7 +11,7 @@ import pytest
 
 from conftest import digits_pipeline, edge_runtime, write_config
 
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 
 

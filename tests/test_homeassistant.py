@@ -349,7 +349,7 @@ class BrokenListener:
 def test_a_failing_listener_never_stops_results_or_latest_values(tmp_path: Path, mosquitto,
                                                                  subscribe, caplog) -> None:
     from conftest import digits_pipeline, write_config
-    from edge_runtime.config.loader import load_config
+    from edge_runtime.app_config import load_config
     from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 
     config = write_config(tmp_path / "c.toml", mosquitto, [digits_pipeline()],

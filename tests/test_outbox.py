@@ -314,7 +314,7 @@ def test_a_batch_commits_with_one_fsync(tmp_path):
 ])
 def test_outbox_settings_are_checked_with_the_key_named(tmp_path, table, key, value, message):
     from conftest import digits_pipeline, write_config
-    from edge_runtime.config.loader import load_config
+    from edge_runtime.app_config import load_config
     from edge_runtime.config.typed import ConfigError
 
     config = write_config(tmp_path / "c.toml", None, [digits_pipeline()], **{table: {key: value}})

@@ -24,7 +24,7 @@ from conftest import (
     wait_until,
     write_config,
 )
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.daemon import prepare
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel

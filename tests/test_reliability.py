@@ -386,7 +386,7 @@ def test_silent_network_loss_is_detected_and_nothing_is_lost(tmp_path, durable_b
 def test_qos0_results_bypass_the_outbox_and_are_counted_when_the_broker_is_away(tmp_path,
                                                                                 mosquitto,
                                                                                 subscribe):
-    from edge_runtime.config.loader import load_config
+    from edge_runtime.app_config import load_config
     from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 
     outbox = tmp_path / "outbox.sqlite"
@@ -415,7 +415,7 @@ def test_a_result_the_broker_keeps_refusing_is_dropped_and_counted_not_retried_f
         tmp_path, mosquitto, subscribe, caplog):
     """mosquitto disconnects a client that sends a packet over max_packet_size: without the poison
     rule, that result would be re-sent after every reconnect and block every later one."""
-    from edge_runtime.config.loader import load_config
+    from edge_runtime.app_config import load_config
     from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 
     mosquitto.extra_config += "max_packet_size 2000\n"
@@ -480,7 +480,7 @@ def test_unreadable_and_odd_images_are_counted_in_the_stats_and_the_rest_classif
 
 
 def test_a_failing_stats_source_never_stops_the_results(tmp_path, mosquitto, subscribe, caplog):
-    from edge_runtime.config.loader import load_config
+    from edge_runtime.app_config import load_config
     from edge_runtime.publishing.mqtt_publisher import MqttPublisher
     from edge_runtime.publishing.stats import StatsReporter
 

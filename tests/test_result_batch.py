@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Sequence
 
 from conftest import digits_pipeline, wait_until, write_config
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.pipeline.batch import ResultBatch
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 

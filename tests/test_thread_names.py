@@ -6,7 +6,7 @@ import threading
 from pathlib import Path
 
 from conftest import VIBRATION_CSV, VIBRATION_MODEL, wait_until, write_config
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.daemon import prepare
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher

@@ -9,7 +9,8 @@ import pytest
 
 from edge_runtime.tracking.objects import ObjectTracker
 from edge_runtime.tracking.tracker import Tracker, iou_matrix, to_center
-from edge_runtime.tracking.zones import Zone, check_polygon, zones_of
+from edge_runtime.config.integration import check_polygon
+from edge_runtime.tracking.zones import Zone, zones_of
 
 SIZE = 0.1
 

@@ -1,10 +1,15 @@
-"""Read the TOML config file into an AppConfig, or raise ConfigError naming file and key."""
+"""Read the TOML config file into an AppConfig, or raise ConfigError naming file and key.
+
+config/ is the bottom floor: it imports no other part of the daemon. The plugins a file may
+name (source types and their options dataclasses) come in as an argument; `app_config.py`, one
+level up, passes the registry's.
+"""
 
 from __future__ import annotations
 
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from edge_runtime.config.moved import check_moved
 from edge_runtime.config.schema import (
@@ -25,7 +30,6 @@ from edge_runtime.config.schema import (
 from edge_runtime.config.cascade import parse_escalate, parse_model_spec, parse_stages
 from edge_runtime.config.typed import ConfigError, Context, build, control_character
 from edge_runtime.config.integration import parse_homeassistant, parse_pipeline_objects
-from edge_runtime.sources.registry import SOURCES
 
 TOP_LEVEL_KEYS = ("device", "mqtt", "outbox", "stats", "retry", "logging", "homeassistant",
                   "pipelines")
@@ -33,7 +37,10 @@ PIPELINE_KEYS = ("name", "source", "model", "preprocess", "postprocess", "gate",
                  "stages", "escalate", "tracker", "zones", "snapshot")
 
 
-def load_config(path: Path | str) -> AppConfig:
+SourceOptions = Mapping[str, type]  # source `type` -> its options dataclass
+
+
+def load_config(path: Path | str, sources: SourceOptions) -> AppConfig:
     shown = str(path)
     path = Path(path)
     try:
@@ -46,10 +53,10 @@ def load_config(path: Path | str) -> AppConfig:
         doc = tomllib.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, tomllib.TOMLDecodeError) as exc:
         raise ConfigError(shown, "", f"not valid TOML: {exc}") from None
-    return parse_config(doc, Context(shown, path.resolve().parent))
+    return parse_config(doc, Context(shown, path.resolve().parent), sources)
 
 
-def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
+def parse_config(doc: dict[str, Any], ctx: Context, sources: SourceOptions) -> AppConfig:
     for key in doc:
         if key not in TOP_LEVEL_KEYS:
             raise ctx.error(key, f"unknown section (expected one of: {', '.join(TOP_LEVEL_KEYS)})")
@@ -68,7 +75,7 @@ def parse_config(doc: dict[str, Any], ctx: Context) -> AppConfig:
     pipelines = []
     names: set[str] = set()
     for index, table in enumerate(tables):
-        pipeline = _pipeline(table, index, ctx)
+        pipeline = _pipeline(table, index, ctx, sources)
         if pipeline.name in names:
             raise ctx.error(f"pipelines[{index}].name", f"duplicate pipeline name {pipeline.name!r}")
         names.add(pipeline.name)
@@ -91,7 +98,7 @@ def _check_files(mqtt: MqttConfig, ctx: Context) -> None:
         raise ctx.error("mqtt.password_file", "set mqtt.username too")
 
 
-def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
+def _pipeline(table: Any, index: int, ctx: Context, sources: SourceOptions) -> PipelineConfig:
     key = f"pipelines[{index}]"
     if not isinstance(table, dict):
         raise ctx.error(key, "expected a table")
@@ -113,10 +120,11 @@ def _pipeline(table: Any, index: int, ctx: Context) -> PipelineConfig:
     if not isinstance(source_table, dict):
         raise ctx.error(f"{key}.source", "missing [pipelines.source] table")
     source_type = source_table.get("type")
-    if source_type not in SOURCES:
+    if source_type not in sources:
         raise ctx.error(f"{key}.source.type",
-                        f"unknown source type {source_type!r} (expected one of: {', '.join(SOURCES)})")
-    source = build(SOURCES[source_type].options, source_table, f"{key}.source", ctx)
+                        f"unknown source type {source_type!r} "
+                        f"(expected one of: {', '.join(sources)})")
+    source = build(sources[source_type], source_table, f"{key}.source", ctx)
 
     model, preprocess, postprocess = parse_model_spec(table, key, ctx, ModelConfig,
                                                       PreprocessConfig, "pipelines")

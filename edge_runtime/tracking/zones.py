@@ -38,19 +38,3 @@ def zones_of(box: dict[str, float], zones: tuple[Zone, ...]) -> list[str]:
     """Names of the zones the box is in, in config order."""
     x, y = anchor(box)
     return [zone.name for zone in zones if zone.contains(x, y)]
-
-
-def check_polygon(points: tuple[tuple[float, ...], ...]) -> str | None:
-    """A config check: None, or why these points are not a usable normalized polygon."""
-    if len(points) < 3:
-        return f"a zone needs at least 3 points, got {len(points)}"
-    for i, point in enumerate(points):
-        if len(point) != 2:
-            return f"point {i} must be [x, y], got {list(point)}"
-        if not all(0.0 <= v <= 1.0 for v in point):
-            return f"point {i} {list(point)} is outside the frame: coordinates are 0-1"
-    area = 0.5 * abs(sum(x0 * y1 - x1 * y0 for (x0, y0), (x1, y1)
-                         in zip(points, points[1:] + points[:1])))
-    if area <= 0.0:
-        return "the points enclose no area"
-    return None
