@@ -11,16 +11,20 @@ import importlib.util
 import logging
 import sys
 import tomllib
+from dataclasses import fields
 from pathlib import Path
 from typing import Any, Sequence
 
 from converters.errors import ConversionFailed, ConvertError
 from converters.modes import MODE_NAMES, MODES
 from edge_runtime.postprocessing.registry import TASKS
+from edge_runtime.preprocessing.spec import PreprocessSpec
+from edge_runtime.sources.images import ImagesOptions
 
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+REDUCED_DECODE: bool = ImagesOptions.__dataclass_fields__["reduced_decode"].default
 # What the convert extra brings that the device install lacks (edge-convert is installed on devices
 # too, as a console script of the same package).
 CONVERT_EXTRA_MODULE = "tensorflow"
@@ -90,14 +94,17 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
     pre = parser.add_argument_group("preprocessing (stored in the model; the device uses the same)")
     pre.add_argument("--task", default="classification", choices=tuple(TASKS),
                      help="what the daemon does with the outputs (default classification)")
-    pre.add_argument("--color", choices=("rgb", "bgr", "gray"),
-                     help="channel order the model wants (default: rgb, gray for 1 channel)")
-    pre.add_argument("--resize",
-                     choices=("stretch", "letterbox", "center-crop", "letterbox-mediapipe"))
-    pre.add_argument("--mean", type=_floats,
-                     help="subtracted per channel, e.g. 127.5 or 124,117,104")
-    pre.add_argument("--std", type=_floats, help="divisor per channel, e.g. 127.5")
-    pre.add_argument("--layout", choices=("nhwc", "nchw"))
+    for spec_field in fields(PreprocessSpec):  # every device setting, from its one definition
+        numbers = isinstance(spec_field.default, tuple)
+        pre.add_argument(f"--{spec_field.name.replace('_', '-')}", dest=spec_field.name,
+                         type=_floats if numbers else str,
+                         choices=spec_field.metadata["choices"] or None,
+                         help=spec_field.metadata["help"])
+    pre.add_argument("--reduced-decode", action=argparse.BooleanOptionalAction,
+                     default=REDUCED_DECODE,
+                     help="decode image files as the images source does with reduced_decode "
+                          f"(default {'on' if REDUCED_DECODE else 'off'}, as on the device): "
+                          "JPEGs at 1/2, 1/4 or 1/8 size when the model input allows")
     pre.add_argument("--columns", type=_names, default=(),
                      help="sensor models: CSV columns in model order, e.g. ax,ay,az")
     pre.add_argument("--window", type=int, help="sensor models: rows per window "
@@ -156,8 +163,8 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
 def options_from_args(args: argparse.Namespace) -> Any:
     from converters.convert import Options
 
-    preprocess = {k: getattr(args, k) for k in ("color", "resize", "mean", "std", "layout")
-                  if getattr(args, k) is not None}
+    preprocess = {f.name: getattr(args, f.name) for f in fields(PreprocessSpec)
+                  if getattr(args, f.name) is not None}
     postprocess = dict(args.postprocess)
     for key in ("top_k", "threshold"):
         if getattr(args, key) is not None:
@@ -178,6 +185,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         window=args.window,
         stride=max(1, args.stride),
         label_column=args.label_column,
+        reduced_decode=args.reduced_decode,
         calibration_samples=args.calibration_samples,
         validation_samples=args.validation_samples,
         max_accuracy_drop=args.max_accuracy_drop,

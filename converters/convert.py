@@ -32,6 +32,7 @@ from edge_runtime.config.typed import ConfigError, Context, build
 from edge_runtime.model.metadata import ModelMetadata, read_model_metadata
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
+from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import TASKS as DAEMON_TASKS
 from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
 
@@ -55,12 +56,13 @@ class Options:
     validation_labels: Path | None = None
     labels_file: Path | None = None
     task: str = "classification"
-    # Only the keys the user gave: color, resize, mean, std, layout.
+    # Only the PreprocessSpec fields the user gave (color, resize, mean, std, layout, ...).
     preprocess: dict[str, Any] = field(default_factory=dict)
     columns: tuple[str, ...] = ()
     window: int | None = None
     stride: int = 1
     label_column: str | None = None
+    reduced_decode: bool = True  # decode images as the images source's reduced_decode
     calibration_samples: int = 200
     validation_samples: int | None = None
     max_accuracy_drop: float | None = None
@@ -94,13 +96,13 @@ def converter_version() -> str:
 
 
 def read_label_names(path: Path) -> tuple[str, ...]:
-    """--labels: one class name per line (blank lines ignored)."""
+    """--labels: the daemon's reader (line N names class N; a blank line is a class named ""),
+    with the warning the daemon gives at start about blank names."""
     try:
-        names = tuple(line.strip() for line in path.read_text().splitlines() if line.strip())
-    except OSError as exc:
-        raise ConvertError(f"labels file {path}: cannot read ({exc.strerror})") from None
-    if not names:
-        raise ConvertError(f"labels file {path}: no labels in it")
+        names = read_labels(path)
+    except LabelsError as exc:
+        raise ConvertError(f"--labels: {exc}") from None
+    warn_blank_labels(names, f"--labels '{path}'")
     return names
 
 
@@ -158,7 +160,7 @@ def _input_settings(options: Options, source: SourceModel) -> InputSettings:
     except PreprocessError as exc:
         raise ConvertError(str(exc)) from None
     return InputSettings(source.input, spec, options.columns, options.window, options.stride,
-                         options.label_column)
+                         options.label_column, options.reduced_decode)
 
 
 def _random_inputs(settings: InputSettings, sensor: bool) -> np.ndarray:

@@ -1,9 +1,11 @@
 """Calibration and validation data: image folders, .npy/.npz arrays and sensor CSV files.
 
-Images and sensor windows go through the daemon's own preprocessing (edge_runtime.preprocessing)
-and CSV files through its windowing (edge_runtime.sources.windowing), so the model is calibrated
-and verified on exactly what the device will feed it. Arrays in .npy/.npz files are taken as
-model inputs that are already preprocessed.
+Nothing here decodes, reads or preprocesses on its own: images are decoded by the images source's
+decoder (edge_runtime.sources.images.ImageFileDecoder, reduced JPEG decode included), CSV files
+read and windowed by the csv source's reader (edge_runtime.sources.windowing), and both go through
+the daemon's preprocessing (edge_runtime.preprocessing), so the model is calibrated and verified
+on the very tensors the device will feed it. Arrays in .npy/.npz files are taken as model inputs
+that are already preprocessed.
 """
 
 from __future__ import annotations
@@ -15,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-import cv2
 import numpy as np
 
 from converters.errors import ConvertError
@@ -23,7 +24,9 @@ from converters.progress import Progress
 from edge_runtime.model.tflite_model import TensorSpec
 from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
 from edge_runtime.preprocessing import SensorPreprocessor
+from edge_runtime.sources.image_decode import ImageTooLarge
 from edge_runtime.sources.images import IMAGE_SUFFIXES as DAEMON_IMAGE_SUFFIXES
+from edge_runtime.sources.images import ImageFileDecoder, list_images
 from edge_runtime.sources.windowing import SensorDataError, csv_windows
 
 logger = logging.getLogger(__name__)
@@ -44,6 +47,9 @@ class InputSettings:
     window: int | None = None
     stride: int = 1
     label_column: str | None = None
+    # As the images source's `reduced_decode`: JPEGs decoded at 1/2, 1/4 or 1/8 size when the
+    # model input allows; the converter decodes as the device will (--no-reduced-decode).
+    reduced_decode: bool = True
 
     def sensor_window(self) -> int:
         """Rows per window: --window, else what the input tensor's shape implies."""
@@ -145,10 +151,6 @@ def label_indices(
     return np.asarray([position[n] for n in names], np.int64), tuple(order)
 
 
-def _image_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
-
-
 def _load_images(
     folder: Path,
     settings: InputSettings,
@@ -157,8 +159,8 @@ def _load_images(
     progress: Progress,
     where: str,
 ) -> Dataset:
-    loose = _image_files(folder)
-    classes = {d.name: _image_files(d) for d in sorted(folder.iterdir()) if d.is_dir()}
+    loose = list_images(str(folder))
+    classes = {d.name: list_images(str(d)) for d in sorted(folder.iterdir()) if d.is_dir()}
     classes = {name: files for name, files in classes.items() if files}
     if loose and classes:
         raise ConvertError(
@@ -176,15 +178,16 @@ def _load_images(
             f"in one subfolder per class)"
         )
     preprocessor = ImagePreprocessor(settings.preprocess, settings.tensor)
+    decoder = ImageFileDecoder(preprocessor.input_size, settings.reduced_decode)
     chosen = subset(len(files), limit)
     x = _empty_batch(settings, len(chosen))
     for row, i in enumerate(progress.iterate(chosen, "reading images", len(chosen))):
-        frame = cv2.imread(str(files[i]), cv2.IMREAD_COLOR)  # as the daemon's images source
-        if frame is None:
-            raise ConvertError(f"{files[i]}: cannot read this image (corrupt or not an image)")
         try:
-            preprocessor(frame, x[row])
-        except PreprocessError as exc:
+            frame = decoder.frame(files[i], row)
+            if frame is None:
+                raise ConvertError(f"{files[i]}: cannot read this image (corrupt or not an image)")
+            preprocessor(frame.data, x[row])
+        except (ImageTooLarge, PreprocessError) as exc:
             raise ConvertError(f"{files[i]}: {exc}") from exc
     labels, class_names = None, ()
     if names:
@@ -273,18 +276,6 @@ def read_labels_file(path: Path, known_labels: Sequence[str]) -> tuple[np.ndarra
     return label_indices(names, known_labels, where)
 
 
-def _csv_row_labels(path: Path, column: str, where: str) -> list[str]:
-    """The `column` value of each data row, skipping blank lines as csv_rows does."""
-    with path.open(newline="") as handle:
-        reader = csv.reader(handle)
-        header = [h.strip() for h in next(reader, [])]
-        if column not in header:
-            raise ConvertError(f"{where}: no label column {column!r} (header has {header})")
-        pick = header.index(column)
-        return [record[pick].strip() for record in reader
-                if record and not all(not field.strip() for field in record)]
-
-
 def _load_csv(
     path: Path,
     settings: InputSettings,
@@ -299,21 +290,13 @@ def _load_csv(
     window = settings.sensor_window()
     preprocessor = SensorPreprocessor(settings.preprocess, settings.tensor, window,
                                       len(settings.columns))
-    windows = list(csv_windows(path, settings.columns, window, settings.stride))
-    labels = None
-    class_names: tuple[str, ...] = ()
+    windows = list(csv_windows(path, settings.columns, window, settings.stride,
+                               settings.label_column))
     keep = list(range(len(windows)))
-    if settings.label_column:
-        row_labels = _csv_row_labels(path, settings.label_column, where)
-        # Window k ends at row window-1 + k*stride (see csv_windows); keep windows of one class.
-        names = []
-        keep = []
-        for k in range(len(windows)):
-            end = window - 1 + k * settings.stride
-            rows = set(row_labels[end - window + 1 : end + 1])
-            if len(rows) == 1:
-                keep.append(k)
-                names.append(rows.pop())
+    names: list[str] = []
+    if settings.label_column:  # keep the windows whose rows are all of one class
+        keep = [k for k, (_, rows) in enumerate(windows) if len(set(rows)) == 1]
+        names = [windows[k][1][0] for k in keep]
         if windows and not keep:
             raise ConvertError(f"{where}: no window of {window} rows lies inside a single class")
     if not keep:
@@ -321,7 +304,9 @@ def _load_csv(
     chosen = subset(len(keep), limit)
     x = _empty_batch(settings, len(chosen))
     for row, i in enumerate(progress.iterate(chosen, "windowing", len(chosen))):
-        preprocessor(windows[keep[i]], x[row])
+        preprocessor(windows[keep[i]][0], x[row])
+    labels = None
+    class_names: tuple[str, ...] = ()
     if settings.label_column:
         labels, class_names = label_indices([names[i] for i in chosen], known_labels, where)
     kind = f"label column {settings.label_column!r}" if settings.label_column else "unlabeled"

@@ -24,6 +24,7 @@ from edge_runtime.pipeline.auto_threads import initial_threads
 from edge_runtime.pipeline.cascade import Cascade, build_cascade
 from edge_runtime.pipeline.publish_policy import CHANGE_TASKS
 from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
+from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
 from edge_runtime.preprocessing import (
     Geometry,
@@ -63,30 +64,6 @@ def load_model(pipeline: PipelineConfig, app: AppConfig, key: str | None = None)
         raise ConfigError(app.file, f"{key}.runtime", str(exc)) from exc
     except ModelLoadError as exc:
         raise ConfigError(app.file, f"{key}.path", exc.reason + f" ('{exc.path}')") from exc
-
-
-def read_labels(path: Path, app: AppConfig, key: str) -> tuple[str, ...]:
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise ConfigError(app.file, key, f"no such file '{path}'") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(app.file, key, f"cannot read '{path}' ({exc})") from None
-    while lines and not lines[-1].strip():
-        lines.pop()
-    if not lines:
-        raise ConfigError(app.file, key, f"'{path}' holds no labels")
-    return tuple(line.strip() for line in lines)
-
-
-def warn_blank_labels(labels: tuple[str, ...], where: str) -> list[int]:
-    """Warn (at start) about blank labels: those classes would be published as label ""."""
-    blank = [index for index, label in enumerate(labels) if not label]
-    if blank:
-        shown = ", ".join(map(str, blank[:10])) + (", ..." if len(blank) > 10 else "")
-        logger.warning("%s: %d blank label(s), class index %s: results of those classes carry "
-                       "the label \"\"", where, len(blank), shown)
-    return blank
 
 
 def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None,
@@ -129,7 +106,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
             preprocess = lambda frame, out: sensor(frame.data, out)  # noqa: E731
         else:
             image = ImagePreprocessor(spec, tensor)
-            image_size = (image.width, image.height)
+            image_size = image.input_size
             preprocess = lambda frame, out: image(frame.data, out)  # noqa: E731
     except PreprocessError as exc:
         raise ConfigError(app.file, f"{key}.preprocess",
@@ -146,7 +123,10 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     labels_path = options.pop("labels", None)
     if labels_path is not None:
         path = coerce(Path, labels_path, f"{key}.postprocess.labels", ctx)
-        labels = read_labels(path, app, f"{key}.postprocess.labels")
+        try:
+            labels = read_labels(path)
+        except LabelsError as exc:
+            raise ConfigError(app.file, f"{key}.postprocess.labels", str(exc)) from None
         warn_blank_labels(labels, f"{app.file}: {key}.postprocess.labels ('{path}')")
     elif labels:
         warn_blank_labels(labels, f"the metadata of '{pipeline.model.path}'")

@@ -58,6 +58,11 @@ class ImagePreprocessor:
         self._values = np.zeros((self.height, self.width, self.channels), np.float32)
         self._lut = self._lookup_table(tensor.dtype) if spec.layout == "nhwc" else None
 
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(width, height) of the model input: what image sources may decode down to."""
+        return self.width, self.height
+
     def _lookup_table(self, dtype: np.dtype) -> np.ndarray:
         """The normalization of every possible 8-bit pixel value, per channel, in the tensor's
         dtype: one table lookup per pixel instead of a multiply, an add and a saturating cast.

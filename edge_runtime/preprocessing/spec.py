@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Mapping
 
 import numpy as np
@@ -19,20 +19,34 @@ class PreprocessError(ValueError):
     """Preprocessing settings that do not fit the model, or an input that does not fit them."""
 
 
+def _option(default: Any, help: str, choices: tuple[str, ...] = ()) -> Any:
+    """A PreprocessSpec field described once: the converter's CLI options (converters/cli.py),
+    the metadata (to_dict) and the daemon's [pipelines.preprocess] keys all come from these."""
+    return field(default=default, metadata={"help": help, "choices": choices})
+
+
 @dataclass(frozen=True)
 class PreprocessSpec:
     """Image: (pixel - mean) / std per channel after color conversion and resize.
 
     Sensor windows use mean/std per column the same way. Defaults leave values unchanged.
+    Every field is a device setting: stored in the model's metadata by the converter, overridable
+    in [pipelines.preprocess], and an `edge-convert --<field>` option.
     """
 
-    color: str = "rgb"
-    resize: str = "stretch"
-    mean: tuple[float, ...] = (0.0,)
-    std: tuple[float, ...] = (1.0,)
-    layout: str = "nhwc"
+    color: str = _option("rgb", "channel order the model wants (converter default: rgb, gray "
+                         "for a 1-channel input)", COLORS)
+    resize: str = _option("stretch", "how a frame of another aspect ratio fits the input "
+                          "(default stretch)", RESIZE_MODES)
+    mean: tuple[float, ...] = _option((0.0,), "subtracted per channel (or sensor column), "
+                                      "e.g. 127.5 or 124,117,104 (default 0)")
+    std: tuple[float, ...] = _option((1.0,), "divisor per channel (or sensor column), "
+                                     "e.g. 127.5 (default 1)")
+    layout: str = _option("nhwc", "input tensor layout (default nhwc)", LAYOUTS)
     # linear: what most training pipelines use, and fast; area: smoother for big downscales.
-    interpolation: str = "linear"
+    interpolation: str = _option("linear", "resampling when resizing: linear (what most training "
+                                 "pipelines use, the default), area (smoother for big "
+                                 "downscales) or nearest", INTERPOLATIONS)
 
     def __post_init__(self) -> None:
         if self.color not in COLORS:
@@ -65,14 +79,9 @@ class PreprocessSpec:
         return replace(self, **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "color": self.color,
-            "resize": self.resize,
-            "mean": list(self.mean),
-            "std": list(self.std),
-            "layout": self.layout,
-            "interpolation": self.interpolation,
-        }
+        """Every field, JSON-ready: the model metadata's `preprocess` section."""
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), tuple) else value
+                for f in fields(self)}
 
 
 def per_channel(values: tuple[float, ...], channels: int, what: str) -> np.ndarray:

@@ -1,4 +1,8 @@
-"""Still images from a folder or a glob pattern, read with OpenCV."""
+"""Still images from a folder or a glob pattern, read with OpenCV.
+
+`ImageFileDecoder` is how an image file becomes a Frame; the converter reads its calibration and
+validation images with it too, so a model is calibrated on the pixels the device decodes.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +18,8 @@ from edge_runtime.sources.image_decode import ImageTooLarge, read_image
 
 logger = logging.getLogger(__name__)
 
+# 50 MP is 150 MB decoded, affordable on a 1 GB Pi; a 12 MP camera image is well under it.
+DEFAULT_MAX_PIXELS = 50_000_000
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".pgm", ".ppm"}
 
 
@@ -25,15 +31,34 @@ class ImagesOptions:
     fps: float = field(default=0.0, metadata=at_least(0))
     # JPEGs at least twice the model input are decoded at 1/2, 1/4 or 1/8 size (image_decode.py)
     reduced_decode: bool = True
-    # Images whose header declares more pixels are skipped (counted as bad inputs) undecoded:
-    # 50 MP is 150 MB decoded, affordable on a 1 GB Pi; a 12 MP camera image is well under it.
-    max_pixels: int = field(default=50_000_000, metadata=at_least(1))
+    # Images whose header declares more pixels are skipped (counted as bad inputs) undecoded.
+    max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=at_least(1))
+
+
+class ImageFileDecoder:
+    """Image file -> Frame: decoded at a reduced size when `reduced_decode` and the model input
+    (`image_size`, width x height) allow it; ImageTooLarge past `max_pixels`."""
+
+    def __init__(self, image_size: tuple[int, int] | None, reduced_decode: bool = True,
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> None:
+        self.target = image_size if reduced_decode else None
+        self.max_pixels = max_pixels
+
+    def frame(self, path: Path, index: int) -> Frame | None:
+        """The frame the images source gives for `path` (BGR, `full_size` set when decoded
+        smaller than the file); None when it cannot be read."""
+        image, size = read_image(path, self.target, self.max_pixels)
+        if image is None:
+            return None
+        reduced = size != (image.shape[1], image.shape[0])
+        return Frame(image, index, path.name, full_size=size if reduced else None)
 
 
 def list_images(pattern: str) -> list[Path]:
     path = Path(pattern)
     if path.is_dir():
-        return sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        return sorted(p for p in path.iterdir()
+                      if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
     if path.is_file():
         return [path]
     return sorted(Path(p) for p in glob.glob(pattern) if Path(p).suffix.lower() in IMAGE_SUFFIXES)
@@ -43,7 +68,8 @@ class ImagesSource(Source):
     def __init__(self, options: ImagesOptions, ctx: SourceContext) -> None:
         self.pattern = str(ctx.resolve(options.path))
         self.options = options
-        self._target = ctx.image_size if options.reduced_decode else None
+        self._decoder = ImageFileDecoder(ctx.image_size, options.reduced_decode,
+                                         options.max_pixels)
         self._files: list[Path] = []
         self._position = 0
         self._count = 0
@@ -64,7 +90,7 @@ class ImagesSource(Source):
             path = self._files[self._position]
             self._position += 1
             try:
-                image, size = read_image(path, self._target, self.options.max_pixels)
+                frame = self._decoder.frame(path, self._count)
             except ImageTooLarge as exc:
                 self._errors += 1
                 self._warn.warning(str(path), "skipping image %s: %s", path, exc)
@@ -72,14 +98,12 @@ class ImagesSource(Source):
                     raise SourceError(f"none of the images matching {self.pattern!r} can be "
                                       f"used: {exc}") from None
                 continue
-            if image is None:
+            if frame is None:
                 self._errors += 1
                 logger.warning("skipping unreadable image %s", path)
                 if self._errors >= len(self._files) and self._count == 0:
                     raise SourceError(f"none of the images matching {self.pattern!r} can be read")
                 continue
-            reduced = size != (image.shape[1], image.shape[0])
-            frame = Frame(image, self._count, path.name, full_size=size if reduced else None)
             self._count += 1
             return frame
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections import deque
 from pathlib import Path
 from typing import Iterator, Sequence
 
@@ -68,6 +69,18 @@ def parse_row(values: Sequence[str], where: str) -> np.ndarray:
 
 def csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
     """(line number, row of the named columns) for each data line of a CSV with a header."""
+    for line, row, _ in csv_records(path, columns):
+        yield line, row
+
+
+def csv_records(
+    path: Path | str, columns: Sequence[str], label_column: str | None = None
+) -> Iterator[tuple[int, np.ndarray, str]]:
+    """(line number, row of the named columns, `label_column`'s text or "") for each data line.
+
+    The one reading of a sensor CSV (the csv source's and the converter's): a header line names
+    the columns (surrounding spaces ignored), blank lines are skipped, a short line is an error.
+    """
     path = Path(path)
     try:
         handle = path.open(newline="")
@@ -79,29 +92,36 @@ def csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, np
         if header is None:
             raise SensorDataError(f"{path}: empty file, expected a header line")
         header = [h.strip() for h in header]
-        missing = [c for c in columns if c not in header]
+        wanted = [*columns, label_column] if label_column is not None else list(columns)
+        missing = [c for c in wanted if c not in header]
         if missing:
             raise SensorDataError(
                 f"{path}: no column {', '.join(map(repr, missing))} (header has {header})"
             )
         picks = [header.index(c) for c in columns]
+        label_at = header.index(label_column) if label_column is not None else None
         for line, record in enumerate(reader, start=2):
             if not record or all(not field.strip() for field in record):
                 continue
             if len(record) < len(header):
                 raise SensorDataError(f"{path}:{line}: {len(record)} fields, header has {len(header)}")
-            yield line, parse_row([record[i] for i in picks], f"{path}:{line}")
+            label = record[label_at].strip() if label_at is not None else ""
+            yield line, parse_row([record[i] for i in picks], f"{path}:{line}"), label
 
 
 def csv_windows(
-    path: Path | str, columns: Sequence[str], window: int, stride: int = 1
-) -> Iterator[np.ndarray]:
-    """Each full sliding window of `window` rows, advancing `stride` rows at a time."""
+    path: Path | str, columns: Sequence[str], window: int, stride: int = 1,
+    label_column: str | None = None,
+) -> Iterator[tuple[np.ndarray, tuple[str, ...]]]:
+    """(window, the label of each of its rows) for each full sliding window of `window` rows,
+    advancing `stride` rows at a time (labels are "" without a `label_column`)."""
     rows = SlidingWindow(window, len(columns))
+    labels: deque[str] = deque(maxlen=window)
     since_last = stride
-    for _, row in csv_rows(path, columns):
+    for _, row, label in csv_records(path, columns, label_column):
         rows.push(row)
+        labels.append(label)
         since_last += 1
         if rows.full and since_last >= stride:
             since_last = 0
-            yield rows.snapshot()
+            yield rows.snapshot(), tuple(labels)
