@@ -33,7 +33,7 @@ from edge_runtime.preprocessing import (
     PreprocessSpec,
     SensorPreprocessor,
 )
-from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError, SourceTraits
 from edge_runtime.sources.registry import SOURCES
 
 Preprocess = Callable[[Frame, np.ndarray], "Geometry | None"]
@@ -49,6 +49,7 @@ class PipelineParts:
     preprocess: Preprocess
     postprocess: Postprocessor
     make_source: Callable[[], Source]
+    source: SourceTraits  # what the source is (kind, live, pacing), as its options declare
     delegate: str = "cpu"  # what the model runs on (delegates.load_model)
     cascade: Cascade | None = None  # stages on detection crops, escalation (cascade.py)
 
@@ -82,6 +83,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
                           f"models with {len(model.inputs)} inputs are not supported (need 1)")
     tensor = model.inputs[0]
     plugin = SOURCES[pipeline.source.type]
+    traits = pipeline.source.traits()
 
     # Preprocessing: metadata first, config overrides on top.
     try:
@@ -94,9 +96,9 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     preprocess: Preprocess
     image_size: tuple[int, int] | None = None
     try:
-        if plugin.sensor:
-            columns = tuple(getattr(pipeline.source, "columns", ()) or columns)
-            window = int(getattr(pipeline.source, "window", 0) or window)
+        if traits.kind.windowed:
+            columns = traits.columns or columns
+            window = traits.window or window
             if not columns:
                 raise ConfigError(app.file, f"{key}.source.columns",
                                   "required: the model's metadata names no sensor columns")
@@ -151,7 +153,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     def make_source() -> Source:
         return plugin.create(pipeline.source, source_ctx)
 
-    if pipeline.gate.motion and plugin.sensor:
+    if pipeline.gate.motion and traits.kind.windowed:
         raise ConfigError(app.file, f"{key}.gate.motion",
                           f"motion gating needs an image source, not {pipeline.source.type!r}")
     if pipeline.publish.mode == "change" and task not in CHANGE_TASKS:
@@ -159,11 +161,11 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
                           f"'change' compares labels; task {task!r} has none (use "
                           f"{' or '.join(CHANGE_TASKS)}, or mode = 'every')")
 
-    if plugin.sensor:
+    if traits.kind.windowed:
         try:  # catches missing columns/window now rather than at run time
             make_source().close()
         except SourceError as exc:
             raise ConfigError(app.file, f"{key}.source", str(exc)) from exc
     cascade = build_cascade(pipeline, app, task, labels, assemble)
-    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, delegate,
-                         cascade)
+    return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, traits,
+                         delegate, cascade)

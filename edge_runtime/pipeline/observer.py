@@ -37,7 +37,6 @@ from edge_runtime.publishing.payload import encode, utc_timestamp
 from edge_runtime.publishing.topics import Topics
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame
-from edge_runtime.sources.registry import SOURCES
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.tracking.objects import ObjectTracker
 from edge_runtime.tracking.tracker import Tracker
@@ -169,7 +168,7 @@ def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zon
         config = part.config
         objects = config.objects
         key = f"pipelines[{config.index}]"
-        image = not SOURCES[config.source.type].sensor
+        image = not part.source.kind.windowed
         labels: tuple[str, ...] = ()
         if part.task == "detection":
             reported = part.postprocess.reported_labels()

@@ -67,7 +67,9 @@ class ResultPublisher:
             return
         if cascade is not None:
             cascade.run_stages(frame, fields, timing_ms, self._stats.cascade)
-        self.batch.add(result_body(self._device, self.name, frame, model_info, timing_ms, fields))
+        image = not parts.source.kind.windowed
+        self.batch.add(result_body(self._device, self.name, frame, image, model_info, timing_ms,
+                                   fields))
 
     def run(self, stages: Stages, heartbeats: Heartbeats) -> None:
         """The publish thread: until inference puts END, so what it inferred is published."""

@@ -8,11 +8,12 @@ from edge_runtime.publishing.payload import result_payload
 from edge_runtime.sources.base import Frame
 
 
-def result_body(device: str, pipeline: str, frame: Frame, model: dict[str, Any],
+def result_body(device: str, pipeline: str, frame: Frame, image: bool, model: dict[str, Any],
                 timing_ms: dict[str, float], fields: dict[str, Any]) -> dict[str, Any]:
-    """`model`: name and sha256 of the model that produced `fields` (escalation may change it)."""
+    """`image`: the source's kind is an image (windows of values have no pixel size).
+    `model`: name and sha256 of the model that produced `fields` (escalation may change it)."""
     source: dict[str, Any] = {"frame": frame.index}
-    if frame.data.dtype.kind == "u":  # an image; sensor windows have no pixel size
+    if image:
         source.update(width=frame.width, height=frame.height)
     if frame.name:
         source["name"] = frame.name

@@ -47,7 +47,6 @@ from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.source_stage import SourceStage
 from edge_runtime.pipeline.stages import Stages
 from edge_runtime.pipeline.stats import PipelineStats
-from edge_runtime.sources.registry import SOURCES
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.threads import NamedThread
 
@@ -75,13 +74,14 @@ class PipelineRunner:
         self._stop = threading.Event()
         self.stats = PipelineStats(delegate=parts.delegate)
         source = parts.make_source()
-        sensor = SOURCES[parts.config.source.type].sensor
+        traits = parts.source
+        windowed = traits.kind.windowed
         # Live sources keep one frame: inference must see the newest, not a queue of old ones.
-        buffered = sensor and not source.live
-        self.slot = FrameSlot(live=source.live, capacity=SENSOR_SLOT if buffered else 1)
+        buffered = windowed and not traits.live
+        self.slot = FrameSlot(live=traits.live, capacity=SENSOR_SLOT if buffered else 1)
         retry = retry or RetryConfig()  # [retry] source and model
         self._source = SourceStage(self.name, source, self.slot, self.stats, heartbeats,
-                                   self._stop, source_fps(parts), retry.source)
+                                   self._stop, traits.max_fps, retry.source)
         self._inference = InferenceStage(self.name, parts, rebuild, self.stats, retry.model)
         self._preparer = Preparer(self.name, self.slot, MotionGate(parts.config.gate, clock),
                                   self.stats, lambda: self._inference.parts)
@@ -90,7 +90,7 @@ class PipelineRunner:
                                           observer)
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
-        self.overlap = not sensor if overlap is None else overlap
+        self.overlap = not windowed if overlap is None else overlap
         loops: list[tuple[str, Callable[[], None]]] = [("source", self._source.run)]
         if self.overlap:
             loops.append(("prepare", lambda: self._preparer.run(self._stages, self._stop,
@@ -151,7 +151,3 @@ class PipelineRunner:
 
     def input_errors(self) -> int:
         return self.stats.bad_inputs + self._source.source.input_errors()
-
-
-def source_fps(parts: PipelineParts) -> float:
-    return float(getattr(parts.config.source, "fps", 0.0) or 0.0)

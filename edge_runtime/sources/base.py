@@ -1,12 +1,20 @@
-"""What every source produces (Frame) and the interface a source plugin implements."""
+"""The source plugin contract: what a source is (SourceTraits, declared by its options), the
+interface it implements (Source) and what it produces (Frame).
+
+A source plugin is an options dataclass plus a class, registered in one line in registry.py. The
+options declare, through `traits()`, what the pipeline needs to know before anything is opened:
+the kind of frames (images or windows of values), whether the source is live and how the pipeline
+paces it. The core asks `traits()`; it never inspects a source's options or its frames.
+"""
 
 from __future__ import annotations
 
+import enum
 import time
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -41,6 +49,45 @@ class Frame:
         return self.full_size[1] if self.full_size else int(self.data.shape[0])
 
 
+class Kind(enum.Enum):
+    """What a source's frames hold: this picks the preprocessing and the payload's source fields."""
+
+    IMAGE = "image"  # H x W x 3 BGR uint8 images
+    SENSOR = "sensor"  # windows of rows x columns float32 values
+
+    @property
+    def windowed(self) -> bool:
+        """Windows of values (a sensor-like kind), not images."""
+        return self is not Kind.IMAGE
+
+
+@dataclass(frozen=True)
+class SourceTraits:
+    """What a source is, declared by its options before it is created or opened."""
+
+    kind: Kind
+    #: Live sources (camera, mqtt, a process) drop stale frames when inference is slower (the
+    #: FrameSlot keeps the newest); file sources are waited for, so none of their frames is lost.
+    live: bool
+    #: Frames per second the pipeline takes at most (the source thread paces); 0: as the source
+    #: gives them. A source that paces itself (csv `rate`) says 0 here.
+    max_fps: float = 0.0
+    #: Windowed kinds: the value names and window length the config sets (empty / 0: from the
+    #: model's metadata or input shape).
+    columns: tuple[str, ...] = ()
+    window: int = 0
+
+
+class SourceOptions(Protocol):
+    """A source plugin's options dataclass (validated from `[pipelines.source]`)."""
+
+    type: str
+
+    def traits(self) -> SourceTraits:
+        """What a source built from these options is."""
+        ...
+
+
 @dataclass(frozen=True)
 class SourceContext:
     """What a source may need besides its own options."""
@@ -61,12 +108,11 @@ class SourceContext:
 
 
 class Source(ABC):
-    """A plugin that reads frames. `read` blocks for at most about half a second."""
+    """A plugin that reads frames. `read` blocks for at most about half a second.
 
-    #: Live sources (camera, mqtt) drop stale frames when inference is slower; file sources wait.
-    live: bool = False
-    #: Sensor sources produce windows of `columns`; image sources leave this empty.
-    columns: tuple[str, ...] = ()
+    Frames match the traits its options declare: images for Kind.IMAGE, windows of
+    `len(columns)` values for windowed kinds.
+    """
 
     def open(self) -> None:
         """Acquire the device or file; raise SourceError when that fails."""

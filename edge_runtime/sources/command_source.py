@@ -26,7 +26,7 @@ from typing import Callable, Literal
 import numpy as np
 
 from edge_runtime.config.typed import at_least
-from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, SourceError, SourceTraits
 from edge_runtime.sources.image_decode import decode_image
 from edge_runtime.sources.process import ChildProcess, Newest
 from edge_runtime.sources.sensor_lines import LineWindows
@@ -41,7 +41,8 @@ from edge_runtime.sources.stream_formats import (
 WAIT = 0.5  # seconds `read` waits before returning None (the pipeline beats its heartbeat)
 
 Format = Literal["mjpeg", "raw", "s16le", "lines"]
-KINDS: dict[str, str] = {"mjpeg": "image", "raw": "image", "s16le": "audio", "lines": "sensor"}
+KINDS: dict[str, Kind] = {"mjpeg": Kind.IMAGE, "raw": Kind.IMAGE, "s16le": Kind.SENSOR,
+                         "lines": Kind.SENSOR}
 
 
 @dataclass(frozen=True)
@@ -68,16 +69,20 @@ class CommandOptions:
         return list(self.command)
 
     @property
-    def kind(self) -> str:
-        return KINDS[self.format]
+    def channel_names(self) -> tuple[str, ...]:
+        """s16le: one column per interleaved channel."""
+        return tuple(f"channel{i}" for i in range(self.channels))
+
+    def traits(self) -> SourceTraits:
+        """The kind follows `format`; always live (a reader thread keeps the newest unit)."""
+        columns = self.channel_names if self.format == "s16le" else self.columns
+        return SourceTraits(KINDS[self.format], live=True, max_fps=self.fps, columns=columns,
+                            window=self.window)
 
 
 class CommandSource(Source):
-    live = True
-
     def __init__(self, options: CommandOptions, ctx: SourceContext) -> None:
         self.options = options
-        self.kind = options.kind
         self._argv = options.argv
         if not self._argv:
             raise SourceError("command is empty")
@@ -109,7 +114,7 @@ class CommandSource(Source):
                 raise SourceError("format 's16le' needs sample_rate (or a model with audio metadata)")
             if self.window_length < 1:
                 raise SourceError("no window length: set source.window (samples)")
-            self.columns = tuple(f"channel{i}" for i in range(options.channels))
+            self.columns = options.channel_names
             stride = options.stride or self.window_length
             return lambda: SampleWindows(options.channels, self.window_length, stride).feed
         self.columns = options.columns or ctx.columns

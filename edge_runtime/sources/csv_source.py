@@ -17,7 +17,15 @@ from typing import Iterator
 import numpy as np
 
 from edge_runtime.config.typed import at_least
-from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import (
+    EndOfStream,
+    Frame,
+    Kind,
+    Source,
+    SourceContext,
+    SourceError,
+    SourceTraits,
+)
 from edge_runtime.sources.windowing import SensorDataError, SlidingWindow, csv_rows
 
 READ_SLICE = 0.5  # seconds one read() may wait for paced rows before it returns None
@@ -33,6 +41,10 @@ class CsvOptions:
     # The one pacing key: rows per second (a result every `stride` rows); 0 = as fast as possible
     rate: float = field(default=0.0, metadata=at_least(0))
     loop: bool = False
+
+    def traits(self) -> SourceTraits:
+        # a file: waited for, never dropped; it paces its own rows (`rate`)
+        return SourceTraits(Kind.SENSOR, live=False, columns=self.columns, window=self.window)
 
 
 class CsvSource(Source):

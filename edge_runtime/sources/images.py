@@ -12,7 +12,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from edge_runtime.config.typed import at_least
-from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import (
+    EndOfStream,
+    Frame,
+    Kind,
+    Source,
+    SourceContext,
+    SourceError,
+    SourceTraits,
+)
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.image_decode import ImageTooLarge, read_image
 
@@ -33,6 +41,9 @@ class ImagesOptions:
     reduced_decode: bool = True
     # Images whose header declares more pixels are skipped (counted as bad inputs) undecoded.
     max_pixels: int = field(default=DEFAULT_MAX_PIXELS, metadata=at_least(1))
+
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.IMAGE, live=False, max_fps=self.fps)
 
 
 class ImageFileDecoder:

@@ -22,7 +22,7 @@ import paho.mqtt.client as mqtt
 
 from edge_runtime.config.typed import at_least
 from edge_runtime.ratelimit import RateLimitedLogger
-from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, SourceError, SourceTraits
 from edge_runtime.sources.windowing import FLOAT32_MAX, SensorDataError, SlidingWindow
 from edge_runtime.supervision.threads import NamedThread
 
@@ -41,6 +41,10 @@ class MqttSourceOptions:
     qos: Literal[0, 1] = 1
     max_payload_bytes: int = field(default=65536, metadata=at_least(1))
     fps: float = field(default=0.0, metadata=at_least(0))
+
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.SENSOR, live=True, max_fps=self.fps, columns=self.columns,
+                            window=self.window)
 
 
 def parse_sensor_payload(payload: bytes, columns: Sequence[str]) -> list[np.ndarray]:
@@ -95,8 +99,6 @@ def _short(value: Any) -> str:
 
 
 class MqttSource(Source):
-    live = True
-
     def __init__(self, options: MqttSourceOptions, ctx: SourceContext) -> None:
         from edge_runtime.publishing.connection import make_client
 

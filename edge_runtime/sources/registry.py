@@ -1,11 +1,17 @@
-"""Every source plugin, registered in one place: `type` key -> (options dataclass, class)."""
+"""Every source plugin, registered in one place: `type` key -> (options dataclass, class).
+
+The options dataclass is validated from `[pipelines.source]` and declares what the source is
+(`traits()`, base.py); the class reads the frames. Adding a source is its module plus one line
+here.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from edge_runtime.sources.base import Source, SourceContext
+from edge_runtime.sources.base import Source, SourceContext, SourceOptions
+from edge_runtime.sources.command_source import CommandOptions, CommandSource
 from edge_runtime.sources.csv_source import CsvOptions, CsvSource
 from edge_runtime.sources.images import ImagesOptions, ImagesSource
 from edge_runtime.sources.mqtt_source import MqttSource, MqttSourceOptions
@@ -15,16 +21,16 @@ from edge_runtime.sources.video import CameraOptions, CameraSource, VideoOptions
 
 @dataclass(frozen=True)
 class SourcePlugin:
-    options: type
+    options: type[SourceOptions]
     create: Callable[[Any, SourceContext], Source]
-    sensor: bool = False  # produces windows of sensor values rather than images
 
 
 SOURCES: dict[str, SourcePlugin] = {
     "images": SourcePlugin(ImagesOptions, ImagesSource),
     "video": SourcePlugin(VideoOptions, VideoSource),
     "camera": SourcePlugin(CameraOptions, CameraSource),
-    "csv": SourcePlugin(CsvOptions, CsvSource, sensor=True),
-    "mqtt": SourcePlugin(MqttSourceOptions, MqttSource, sensor=True),
-    "serial": SourcePlugin(SerialOptions, SerialSource, sensor=True),
+    "csv": SourcePlugin(CsvOptions, CsvSource),
+    "mqtt": SourcePlugin(MqttSourceOptions, MqttSource),
+    "serial": SourcePlugin(SerialOptions, SerialSource),
+    "command": SourcePlugin(CommandOptions, CommandSource),
 }

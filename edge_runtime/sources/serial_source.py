@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 
 from edge_runtime.config.typed import at_least
-from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, SourceError, SourceTraits
 from edge_runtime.sources.sensor_lines import LineWindows
 
 WAIT = 0.5  # seconds a read waits for bytes (the pipeline beats its heartbeat in between)
@@ -33,10 +33,12 @@ class SerialOptions:
     read_timeout: float = field(default=30.0, metadata=at_least(0.5))  # silence -> reopen
     fps: float = field(default=0.0, metadata=at_least(0))
 
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.SENSOR, live=True, max_fps=self.fps, columns=self.columns,
+                            window=self.window)
+
 
 class SerialSource(Source):
-    live = True
-
     def __init__(self, options: SerialOptions, ctx: SourceContext) -> None:
         import serial  # pyserial: a daemon dependency, imported only by pipelines that use it
 

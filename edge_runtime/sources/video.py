@@ -9,7 +9,15 @@ from pathlib import Path
 import cv2
 
 from edge_runtime.config.typed import at_least
-from edge_runtime.sources.base import EndOfStream, Frame, Source, SourceContext, SourceError
+from edge_runtime.sources.base import (
+    EndOfStream,
+    Frame,
+    Kind,
+    Source,
+    SourceContext,
+    SourceError,
+    SourceTraits,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +29,9 @@ class VideoOptions:
     loop: bool = False
     fps: float = field(default=0.0, metadata=at_least(0))
 
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.IMAGE, live=False, max_fps=self.fps)
+
 
 @dataclass(frozen=True)
 class CameraOptions:
@@ -29,6 +40,9 @@ class CameraOptions:
     width: int = field(default=0, metadata=at_least(0))  # 0 = the camera's default
     height: int = field(default=0, metadata=at_least(0))
     fps: float = field(default=0.0, metadata=at_least(0))
+
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.IMAGE, live=True, max_fps=self.fps)
 
 
 class _CaptureSource(Source):
