@@ -25,7 +25,7 @@ from converters.data import load_dataset
 from converters.errors import ConvertError
 from converters.loaders import SourceModel
 from converters.progress import Progress
-from edge_runtime.config.loader import load_config
+from edge_runtime.app_config import load_config
 from edge_runtime.config.schema import PreprocessConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.runtime import select_runtime
