@@ -13,6 +13,7 @@ only (no TensorFlow, no edge-runtime).
 
 from __future__ import annotations
 
+import copy
 import faulthandler
 import json
 import os
@@ -39,7 +40,14 @@ def _recipe(mode: str) -> Any:
         return manager.get_quantization_recipe()
     if mode == "dynamic":
         # The legacy recipe leaves small weights in float like TFLiteConverter's dynamic range mode.
-        return recipe.dynamic_legacy_wi8_afp32()
+        # Its FULLY_CONNECTED weights are per channel, which tflite-runtime 2.14's hybrid kernel
+        # computes wrongly without an error (top-1 agreement 0% on the test CNN): quantize them
+        # per tensor, as TFLiteConverter does; convolutions stay per channel (2.14 runs those).
+        rules = recipe.dynamic_legacy_wi8_afp32()
+        fully_connected = copy.deepcopy(rules[0])
+        fully_connected["operation"] = "FULLY_CONNECTED"
+        fully_connected["op_config"]["weight_tensor_config"]["granularity"] = "TENSORWISE"
+        return [*rules, fully_connected]
     if mode == "int8":
         return recipe.static_wi8_ai8()
     if mode == "int16x8":
