@@ -32,6 +32,10 @@ MISSING_EXTRA = ("edge-convert: error: the converter needs the convert extra "
                  "(pip install 'edge-runtime[convert]'); this Python has no {module}")
 
 
+AUDIO_ARGS = ("sample_rate", "features", "n_fft", "win_length", "hop_length", "n_mels", "fmin",
+              "fmax", "power", "log_offset")
+
+
 def _floats(text: str) -> list[float]:
     try:
         return [float(v) for v in text.split(",") if v.strip()]
@@ -111,6 +115,27 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
                                                 "(default: from the input shape)")
     pre.add_argument("--stride", type=int, default=1, help="sensor CSV: rows between windows")
     pre.add_argument("--label-column", help="sensor CSV: column with each row's class")
+    audio = parser.add_argument_group(
+        "audio models (stored in the model; data: .wav files, one subfolder per class)")
+    audio.add_argument("--sample-rate", type=int,
+                       help="samples per second the model takes; makes it an audio model "
+                            "(--window: samples per input, default one second; --stride: "
+                            "samples between windows cut from a .wav, default --window)")
+    audio.add_argument("--features", choices=("waveform", "log-mel"),
+                       help="what the model takes: the samples (default) or a log-mel "
+                            "spectrogram [frames, n_mels] computed like the device does")
+    audio.add_argument("--n-fft", type=int, help="log-mel: FFT length (default 512)")
+    audio.add_argument("--win-length", type=int, help="log-mel: samples per frame (default 400)")
+    audio.add_argument("--hop-length", type=int,
+                       help="log-mel: samples between frames (default 160)")
+    audio.add_argument("--n-mels", type=int, help="log-mel: mel bands (default 40)")
+    audio.add_argument("--fmin", type=float, help="log-mel: lowest frequency, Hz (default 20)")
+    audio.add_argument("--fmax", type=float,
+                       help="log-mel: highest frequency, Hz (default half the sample rate)")
+    audio.add_argument("--power", type=float, choices=(1.0, 2.0),
+                       help="log-mel: 1 magnitude, 2 power spectrum (default 2)")
+    audio.add_argument("--log-offset", type=float,
+                       help="log-mel: added before the log (default 1e-6)")
     post = parser.add_argument_group("postprocessing (stored in the model)")
     post.add_argument("--top-k", type=int, help="classification: classes per result")
     post.add_argument("--threshold", type=float, help="classification/detection: minimum score")
@@ -165,6 +190,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
 
     preprocess = {f.name: getattr(args, f.name) for f in fields(PreprocessSpec)
                   if getattr(args, f.name) is not None}
+    audio = {k: getattr(args, k) for k in AUDIO_ARGS if getattr(args, k) is not None}
     postprocess = dict(args.postprocess)
     for key in ("top_k", "threshold"):
         if getattr(args, key) is not None:
@@ -186,6 +212,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         stride=max(1, args.stride),
         label_column=args.label_column,
         reduced_decode=args.reduced_decode,
+        audio=audio,
         calibration_samples=args.calibration_samples,
         validation_samples=args.validation_samples,
         max_accuracy_drop=args.max_accuracy_drop,

@@ -34,7 +34,13 @@ from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
 from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import TASKS as DAEMON_TASKS
-from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
+from edge_runtime.preprocessing import (
+    AudioPreprocessor,
+    AudioSpec,
+    ImagePreprocessor,
+    PreprocessError,
+    PreprocessSpec,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,6 +69,8 @@ class Options:
     stride: int = 1
     label_column: str | None = None
     reduced_decode: bool = True  # decode images as the images source's reduced_decode
+    # Audio models: sample_rate, features and log-mel keys the user gave (--sample-rate, ...).
+    audio: dict[str, Any] = field(default_factory=dict)
     calibration_samples: int = 200
     validation_samples: int | None = None
     max_accuracy_drop: float | None = None
@@ -152,21 +160,51 @@ def _input_settings(options: Options, source: SourceModel) -> InputSettings:
                            f"{source.source_layout.upper()} source model is converted to it); "
                            f"leave --layout out")
     shape = source.input.shape
-    if "color" not in given and len(shape) == 4:
+    audio = _audio_spec(options, source, given)
+    if "color" not in given and len(shape) == 4 and audio is None:
         channels = shape[3] if given.get("layout", "nhwc") == "nhwc" else shape[1]
         given["color"] = "gray" if channels == 1 else "rgb"
     try:
         spec = PreprocessSpec().updated(given)
     except PreprocessError as exc:
         raise ConvertError(str(exc)) from None
+    if audio is not None:
+        try:
+            AudioPreprocessor(spec, audio, source.input)  # the input tensor holds the features
+        except PreprocessError as exc:
+            raise ConvertError(str(exc)) from None
     return InputSettings(source.input, spec, options.columns, options.window, options.stride,
-                         options.label_column, options.reduced_decode)
+                         options.label_column, options.reduced_decode, audio)
+
+
+def _audio_spec(options: Options, source: SourceModel, given: dict[str, Any]) -> AudioSpec | None:
+    """--sample-rate and friends into the audio section (None: not an audio model)."""
+    if not options.audio:
+        return None
+    if "sample_rate" not in options.audio:
+        raise ConvertError(f"{', '.join('--' + k.replace('_', '-') for k in options.audio)}: "
+                           f"audio options need --sample-rate")
+    if options.columns:
+        raise ConvertError("--columns is for sensor models, --sample-rate for audio models")
+    if given.get("layout", "nhwc") != "nhwc" or "color" in given or "resize" in given:
+        raise ConvertError("--color, --resize and --layout are image options; an audio model "
+                           "takes --mean/--std and the audio options")
+    doc = {"window": options.window or options.audio["sample_rate"], **options.audio}
+    try:
+        return AudioSpec.from_dict(doc)
+    except PreprocessError as exc:
+        raise ConvertError(str(exc)) from None
 
 
 def _random_inputs(settings: InputSettings, sensor: bool) -> np.ndarray:
     """Inputs for agreement checks when no data was given: random images through the daemon's
     preprocessing, or standard-normal arrays."""
     rng = np.random.default_rng(0)
+    if settings.audio is not None:
+        from converters.audio_data import noise_windows
+
+        return noise_windows(settings.tensor, settings.preprocess, settings.audio,
+                             RANDOM_SAMPLES, rng)
     x = np.zeros((RANDOM_SAMPLES, *settings.tensor.shape[1:]), settings.tensor.dtype)
     if not sensor and len(settings.tensor.shape) == 4:
         try:
@@ -184,10 +222,13 @@ def _random_inputs(settings: InputSettings, sensor: bool) -> np.ndarray:
 def _metadata(options: Options, settings: InputSettings, source: SourceModel, sha256: str,
               labels: tuple[str, ...], mode: str, io_type: str, tf_version: str,
               verification: dict[str, Any] | None = None) -> ModelMetadata:
-    if settings.columns:
+    audio: dict[str, Any] = {}
+    if settings.columns or settings.audio is not None:
         preprocess = {k: list(v) for k, v in settings.preprocess.to_dict().items()
                       if k in ("mean", "std") and k in options.preprocess}
-        sensor = {"columns": list(settings.columns), "window": settings.sensor_window()}
+        sensor = ({"columns": list(settings.columns), "window": settings.sensor_window()}
+                  if settings.columns else {})
+        audio = settings.audio.to_dict() if settings.audio is not None else {}
     else:
         preprocess = settings.preprocess.to_dict() if len(source.input.shape) == 4 else {}
         sensor = {}
@@ -198,6 +239,7 @@ def _metadata(options: Options, settings: InputSettings, source: SourceModel, sh
         preprocess=preprocess,
         postprocess=postprocess,
         sensor=sensor,
+        audio=audio,
         source=_source_doc(source, sha256),
         converter={"name": "edge-convert", "version": converter_version(),
                    "tensorflow": tf_version, "quantize": mode, "io_type": io_type},

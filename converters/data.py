@@ -23,7 +23,7 @@ from converters.errors import ConvertError
 from converters.progress import Progress
 from edge_runtime.model.tflite_model import TensorSpec
 from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, PreprocessSpec
-from edge_runtime.preprocessing import SensorPreprocessor
+from edge_runtime.preprocessing import AudioSpec, SensorPreprocessor
 from edge_runtime.sources.image_decode import ImageTooLarge
 from edge_runtime.sources.images import IMAGE_SUFFIXES as DAEMON_IMAGE_SUFFIXES
 from edge_runtime.sources.images import ImageFileDecoder, list_images
@@ -50,6 +50,7 @@ class InputSettings:
     # As the images source's `reduced_decode`: JPEGs decoded at 1/2, 1/4 or 1/8 size when the
     # model input allows; the converter decodes as the device will (--no-reduced-decode).
     reduced_decode: bool = True
+    audio: AudioSpec | None = None  # audio models: WAV files become windows of these features
 
     def sensor_window(self) -> int:
         """Rows per window: --window, else what the input tensor's shape implies."""
@@ -92,7 +93,9 @@ def load_dataset(
         raise ConvertError(f"{where}: no such file or folder")
     suffix = path.suffix.lower()
     try:
-        if path.is_dir():
+        if settings.audio is not None and (path.is_dir() or suffix == ".wav"):
+            dataset = _load_audio(path, settings, known_labels, limit, progress, where)
+        elif path.is_dir():
             dataset = _load_images(path, settings, known_labels, limit, progress, where)
         elif suffix == ".npy":
             dataset = _load_arrays(path, settings, known_labels, limit, where)
@@ -100,6 +103,9 @@ def load_dataset(
             dataset = _load_arrays(path, settings, known_labels, limit, where)
         elif suffix == ".csv":
             dataset = _load_csv(path, settings, known_labels, limit, progress, where)
+        elif suffix == ".wav":
+            raise ConvertError(f"{where}: WAV data is for audio models; give --sample-rate "
+                               f"(and --features log-mel for log-mel inputs)")
         else:
             raise ConvertError(
                 f"{where}: unsupported data; give a folder of images, a .npy/.npz file or a .csv"
@@ -108,6 +114,20 @@ def load_dataset(
         raise ConvertError(f"{where}: {exc}") from exc
     logger.info("%s data: %s", what, dataset.origin)
     return dataset
+
+
+def _load_audio(path: Path, settings: InputSettings, known_labels: Sequence[str],
+                limit: int | None, progress: Progress, where: str) -> Dataset:
+    from converters.audio_data import load_wavs
+
+    assert settings.audio is not None
+    stride = settings.stride if settings.stride > 1 else settings.audio.window
+    x, names, origin = load_wavs(path, settings.tensor, settings.preprocess, settings.audio,
+                                 stride, limit, progress, where)
+    labels, class_names = None, ()
+    if names:
+        labels, class_names = label_indices(names, known_labels, where)
+    return Dataset(x, labels, origin, class_names)
 
 
 def subset(count: int, limit: int | None) -> np.ndarray:
