@@ -109,7 +109,7 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
     from edge_runtime.config.integration import HomeAssistantConfig
     from edge_runtime.homeassistant.service import removal_messages
     from edge_runtime.publishing.oneshot import OneShotError, publish_retained
-    from edge_runtime.publishing.topics import Topics
+    from edge_runtime.messages.topics import Topics
 
     try:
         app = load_config(args.config)

@@ -6,8 +6,8 @@ import logging
 import threading
 
 from edge_runtime.config.schema import AppConfig
+from edge_runtime.extras import Extras
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
-from edge_runtime.pipeline.observer import Extras
 from edge_runtime.pipeline.observer import plan as plan_extras
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher

@@ -27,7 +27,7 @@ from edge_runtime.homeassistant.discovery import (
 )
 from edge_runtime.homeassistant.snapshot import SnapshotPolicy, render
 from edge_runtime.homeassistant.states import StateThrottle, entity_state
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.topics import Topics
 from ha_scenes import ha_config, moving_square
 
 SCHEMAS = REPO / "edge_runtime" / "schemas"

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "edge_runtime"
 @dataclass(frozen=True)
 class Import:
     module: str  # the importing module, e.g. edge_runtime.sources.mqtt_source
-    target: str  # what it imports, e.g. edge_runtime.publishing.connection
+    target: str  # what it imports, e.g. edge_runtime.transport.mqtt
     where: str  # path:line
 
     @property
@@ -141,3 +141,41 @@ def test_importing_config_loads_no_other_part() -> None:
                          check=True).stdout.split()
     assert "edge_runtime.config.loader" in out
     assert [m for m in out if not m.startswith("edge_runtime.config")] == []
+
+
+def test_only_the_transport_module_imports_paho() -> None:
+    """One MQTT transport (transport/mqtt.py) for publishing and the mqtt source."""
+    users = {imp.module for imp in ALL if imp.target == "paho" or imp.target.startswith("paho.")}
+    assert users == {"edge_runtime.transport.mqtt"}, offending(
+        [imp for imp in ALL if imp.target.startswith("paho") and imp.module not in
+         ("edge_runtime.transport.mqtt",)])
+
+
+@pytest.mark.parametrize("part, forbidden", [
+    ("edge_runtime.sources", ("edge_runtime.publishing", "edge_runtime.pipeline")),
+    ("edge_runtime.pipeline", ("edge_runtime.publishing", "edge_runtime.transport")),
+    ("edge_runtime.messages", ("edge_runtime.",)),
+    ("edge_runtime.transport", ("edge_runtime.publishing", "edge_runtime.sources",
+                                "edge_runtime.pipeline")),
+    ("edge_runtime.supervision", ("edge_runtime.",)),
+])
+def test_a_part_does_not_reach_into_another(part: str, forbidden: tuple[str, ...]) -> None:
+    """An input does not reach into the output side; the pipeline hands results to a sink it
+    defines (pipeline/batch.py `BatchSink`), retries with supervision's Backoff and builds
+    bodies with messages/; messages/ and supervision/ stand on nothing of the daemon."""
+    bad = [imp for imp in INTERNAL if imp.source_part == part
+           and imp.target_part != part and imp.target.startswith(forbidden)]
+    assert not bad, f"{part} must not import {', '.join(forbidden)}:\n" + offending(bad)
+
+
+def test_importing_the_pipeline_loads_no_publishing() -> None:
+    """Transitively too: every pipeline/ module imported, and no publishing/ module is (paho
+    may be: the mqtt source uses the transport)."""
+    modules = sorted(module_name(p) for p in (PACKAGE / "pipeline").glob("*.py"))
+    code = ("import importlib, sys\n"
+            f"for m in {modules!r}: importlib.import_module(m)\n"
+            "print('\\n'.join(sorted(sys.modules)))")
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert "edge_runtime.pipeline.runner" in out and "edge_runtime.sources.registry" in out
+    assert [m for m in out if m.startswith("edge_runtime.publishing")] == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import statistics
 
-from edge_runtime.publishing.backoff import Backoff
+from edge_runtime.supervision.backoff import Backoff
 
 
 def test_the_ceiling_doubles_up_to_the_maximum_and_reset_starts_over():

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 
 from edge_runtime import __version__
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.topics import Topics
 
 ORIGIN = {"name": "edge-runtime", "sw": __version__}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")

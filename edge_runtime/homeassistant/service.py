@@ -27,7 +27,7 @@ from edge_runtime.homeassistant.discovery import (
     with_removals,
 )
 from edge_runtime.publishing.listeners import Link
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.topics import Topics
 
 logger = logging.getLogger(__name__)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from typing import Any, Callable, Protocol, Sequence
 
-from edge_runtime.publishing.outbox import EncodeErrors
+from edge_runtime.messages.payload import EncodeErrors
 
 MAX_RESULTS = 64
 MAX_WAIT_S = 0.05

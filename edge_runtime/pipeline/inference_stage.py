@@ -27,7 +27,7 @@ from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.stages import END, Job, Stages, take
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.preprocessing import PreprocessError
-from edge_runtime.publishing.backoff import Backoff
+from edge_runtime.supervision.backoff import Backoff
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
 from edge_runtime.supervision.waiting import wait_beating

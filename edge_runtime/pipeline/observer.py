@@ -10,8 +10,9 @@ a state is never held back by a policy meant for results). In order:
 3. a snapshot request (homeassistant/snapshot.py) when the policy says so: the encoding runs on
    the `snapshots` thread, this thread only hands over a reference to the frame.
 
-`Extras.build` checks up front what a pipeline cannot do (a tracker needs detections, a
-snapshot an image source) and raises ConfigError with the key path.
+`plan` checks up front what a pipeline cannot do (a tracker needs detections, a snapshot an
+image source) and raises ConfigError with the key path; `extras.py` (beside the daemon) builds
+the observers, the Home Assistant service and the snapshots thread from it.
 """
 
 from __future__ import annotations
@@ -25,7 +26,6 @@ from edge_runtime.config.integration import HomeAssistantConfig
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.homeassistant.discovery import PipelineInfo
-from edge_runtime.homeassistant.service import HomeAssistantService
 from edge_runtime.homeassistant.snapshot import (
     SnapshotPolicy,
     SnapshotRequest,
@@ -33,13 +33,10 @@ from edge_runtime.homeassistant.snapshot import (
     labels_in,
 )
 from edge_runtime.homeassistant.states import StateThrottle, entity_state
-from edge_runtime.publishing.payload import encode, utc_timestamp
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.payload import encode, utc_timestamp
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame
-from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.tracking.objects import ObjectTracker
-from edge_runtime.tracking.tracker import Tracker
 from edge_runtime.tracking.zones import Zone
 
 logger = logging.getLogger(__name__)
@@ -104,59 +101,6 @@ class ResultObserver:
         except Exception as exc:  # noqa: BLE001 - like a result's: counted and logged, not fatal
             self._warn.warning("events", "pipeline %s: events could not be stored: %r",
                                self.pipeline, exc)
-
-
-@dataclass
-class Extras:
-    """The daemon-wide pieces: the snapshots thread and the Home Assistant service."""
-
-    observers: dict[str, ResultObserver]
-    snapshots: SnapshotWorker | None
-    homeassistant: HomeAssistantService | None
-
-    @staticmethod
-    def build(app: AppConfig, parts: Sequence[Any], publisher: Any,
-              heartbeats: Heartbeats | None = None,
-              control: Callable[[str, bool], None] | None = None) -> "Extras":
-        topics = Topics(app.mqtt.topic_prefix, app.device.id)
-        ha_config = discovery_config(app)
-        plans = plan(app, parts)
-        infos = [info for _, _, _, info in plans]
-        ha = None
-        if ha_config is not None:
-            ha = HomeAssistantService(ha_config, app.device.id, topics, infos,
-                                      lambda t, p: publisher.publish_latest(t, p), control)
-            publisher.add_listener(ha)
-        snapshots = None
-        if any(objects and objects.snapshot for _, objects, _, _ in plans):
-            snapshots = SnapshotWorker(
-                lambda name, jpeg: publisher.publish_latest(topics.snapshot(name), jpeg),
-                heartbeats)
-        observers = {}
-        for part, objects, zones, info in plans:
-            name, labels = part.config.name, info.labels
-            tracker = objects.tracker if objects else None
-            snap = objects.snapshot if objects else None
-            observers[name] = ResultObserver(
-                pipeline=name, task=part.task, labels=labels, zones=tuple(z.name for z in zones),
-                events=publisher.publish_events,
-                objects=ObjectTracker(app.device.id, name, Tracker(
-                    tracker.max_age, tracker.min_hits, tracker.iou_threshold), zones)
-                if tracker else None,
-                state=ha.state if ha else None,
-                snapshots=snapshots if snap else None,
-                snapshot_policy=SnapshotPolicy(snap.min_interval) if snap else None,
-                max_width=snap.max_width if snap else 640,
-                quality=snap.quality if snap else 80)
-        return Extras(observers, snapshots, ha)
-
-    def needed(self, name: str) -> ResultObserver | None:
-        """The pipeline's observer, or None when it has nothing to do."""
-        observer = self.observers.get(name)
-        if observer is None or (observer.objects is None and observer.state is None
-                                and observer.snapshot_policy is None):
-            return None
-        return observer
 
 
 def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zone, ...], PipelineInfo]]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from edge_runtime.publishing.payload import result_payload
+from edge_runtime.messages.payload import result_payload
 from edge_runtime.sources.base import Frame
 
 

@@ -12,7 +12,7 @@ from edge_runtime.config.schema import BackoffConfig, RetryConfig
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.stages import WAIT
 from edge_runtime.pipeline.stats import PipelineStats
-from edge_runtime.publishing.backoff import Backoff
+from edge_runtime.supervision.backoff import Backoff
 from edge_runtime.sources.base import EndOfStream, Source, SourceError
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.waiting import wait_beating

@@ -1,1 +1,1 @@
-"""The publishing stage: results out over MQTT (the rest of the daemon never sees paho)."""
+"""The publishing stage: results out over MQTT through transport/mqtt.py (the only paho user)."""

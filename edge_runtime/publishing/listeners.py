@@ -3,7 +3,7 @@
 A `LinkListener` (Home Assistant discovery and control, homeassistant/service.py) is told about
 every new connection with a `Link`, through which it subscribes, and receives the messages of its
 subscriptions. Both calls run on the `mqtt-network` thread, so a listener must return quickly
-and hand work elsewhere (it typically puts latest values). paho stays inside publishing/.
+and hand work elsewhere (it typically puts latest values). paho stays inside transport/mqtt.py.
 """
 
 from __future__ import annotations

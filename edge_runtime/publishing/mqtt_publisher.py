@@ -20,10 +20,10 @@ from edge_runtime.publishing.latest import LatestMessage
 from edge_runtime.publishing.listeners import LinkListener
 from edge_runtime.publishing.network import NetworkThread
 from edge_runtime.publishing.outbox import Outbox, configured_outbox_path, open_outbox
-from edge_runtime.publishing.payload import encode
+from edge_runtime.messages.payload import encode
 from edge_runtime.publishing.qos0 import Qos0Lane
 from edge_runtime.publishing.stats import LinkState, StatsReporter
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.topics import Topics
 from edge_runtime.supervision.heartbeat import Heartbeats
 
 logger = logging.getLogger(__name__)

@@ -26,20 +26,19 @@ import threading
 import time
 from typing import Any, Callable
 
-import paho.mqtt.client as mqtt
-
 from edge_runtime.config.schema import BackoffConfig, MqttConfig, RetryConfig, StatsConfig
-from edge_runtime.publishing.backoff import Backoff
-from edge_runtime.publishing.connection import make_client
+from edge_runtime.supervision.backoff import Backoff
 from edge_runtime.publishing.latest import LatestValues
 from edge_runtime.publishing.listeners import Link, LinkListener, dispatch
 from edge_runtime.publishing.outbox import Outbox, OutboxMessage
 from edge_runtime.publishing.poison import PoisonJudge
 from edge_runtime.publishing.qos0 import Qos0Lane
-from edge_runtime.publishing.topics import Topics
+from edge_runtime.messages.topics import Topics
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.threads import NamedThread
+from edge_runtime.transport import mqtt
+from edge_runtime.transport.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 
@@ -371,6 +370,6 @@ class NetworkThread:
             except Exception:  # noqa: BLE001 - a listener's bug must not break the connection
                 logger.exception("MQTT subscription callback failed")
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.Message) -> None:
         topic, payload, retained = message.topic, bytes(message.payload), bool(message.retain)
         dispatch(self.listeners, lambda listener: listener.on_message(topic, payload, retained))

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import time
 
-import paho.mqtt.client as mqtt
-
 from edge_runtime.config.schema import MqttConfig
-from edge_runtime.publishing.connection import make_client
+from edge_runtime.transport.mqtt import make_client
 
 
 class OneShotError(RuntimeError):

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Protocol, Sequence
 
 from edge_runtime.publishing.outbox import OutboxSnapshot
-from edge_runtime.publishing.payload import utc_timestamp
+from edge_runtime.messages.payload import utc_timestamp
 
 STATS_SCHEMA = 1
 

@@ -18,13 +18,14 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, Sequence
 
 import numpy as np
-import paho.mqtt.client as mqtt
 
 from edge_runtime.config.typed import at_least
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, SourceError, SourceTraits
 from edge_runtime.sources.windowing import FLOAT32_MAX, SensorDataError, SlidingWindow
 from edge_runtime.supervision.threads import NamedThread
+from edge_runtime.transport import mqtt
+from edge_runtime.transport.mqtt import make_client
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +101,6 @@ def _short(value: Any) -> str:
 
 class MqttSource(Source):
     def __init__(self, options: MqttSourceOptions, ctx: SourceContext) -> None:
-        from edge_runtime.publishing.connection import make_client
-
         if ctx.mqtt is None:
             raise SourceError("the mqtt source needs an [mqtt] section")
         self.options = options
@@ -155,7 +154,7 @@ class MqttSource(Source):
         if not reason.is_failure:
             client.subscribe(self.options.topic, qos=self.options.qos)  # again after each reconnect
 
-    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.MQTTMessage) -> None:
+    def _on_message(self, client: mqtt.Client, userdata: Any, message: mqtt.Message) -> None:
         # An exception escaping here would end paho's loop: every failure is a counted bad input.
         try:
             self._take(message)
@@ -164,7 +163,7 @@ class MqttSource(Source):
         except Exception as exc:  # noqa: BLE001 - see above
             self._reject(message.topic, f"{type(exc).__name__}: {exc}")
 
-    def _take(self, message: mqtt.MQTTMessage) -> None:
+    def _take(self, message: mqtt.Message) -> None:
         if len(message.payload) > self.options.max_payload_bytes:
             raise SensorDataError(f"payload of {len(message.payload)} bytes is over "
                                   f"max_payload_bytes ({self.options.max_payload_bytes})")

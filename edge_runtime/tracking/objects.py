@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.publishing.payload import SCHEMA_VERSION, utc_timestamp
+from edge_runtime.messages.payload import SCHEMA_VERSION, utc_timestamp
 from edge_runtime.tracking.tracker import Track, Tracker
 from edge_runtime.tracking.zones import Zone, zones_of
 

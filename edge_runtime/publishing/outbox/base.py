@@ -11,6 +11,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Iterable, Literal, Sequence
 
+from edge_runtime.messages.payload import EncodeErrors
 from edge_runtime.ratelimit import RateLimitedLogger
 
 logger = logging.getLogger(__name__)
@@ -21,15 +22,6 @@ Encoder = Callable[[int], bytes]  # seq -> the encoded payload carrying that seq
 
 class OutboxError(Exception):
     """The outbox file is unusable (corrupt, unreadable, written by a newer version)."""
-
-
-class EncodeErrors(Exception):
-    """Results of a batch that could not be encoded (e.g. a NaN score); the others were stored."""
-
-    def __init__(self, stored: list[int], errors: list[Exception]) -> None:
-        super().__init__(f"{len(errors)} result(s) could not be encoded: {errors[0]}")
-        self.stored = stored  # the seqs of the results that were stored
-        self.errors = errors
 
 
 @dataclass(frozen=True)

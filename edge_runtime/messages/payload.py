@@ -1,4 +1,5 @@
-"""The result message: one JSON object per result (schema in edge_runtime/schemas/)."""
+"""The result message: one JSON object per result (schema in edge_runtime/schemas/), and its
+encoding. A sink that stores a batch raises EncodeErrors for the results it could not encode."""
 
 from __future__ import annotations
 
@@ -54,3 +55,12 @@ _ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 def encode(body: dict[str, Any]) -> bytes:
     return _ENCODER.encode(body).encode("utf-8")
+
+
+class EncodeErrors(Exception):
+    """Results of a batch that could not be encoded (e.g. a NaN score); the others were stored."""
+
+    def __init__(self, stored: list[int], errors: list[Exception]) -> None:
+        super().__init__(f"{len(errors)} result(s) could not be encoded: {errors[0]}")
+        self.stored = stored  # the seqs of the results that were stored
+        self.errors = errors
