@@ -24,7 +24,9 @@ from edge_runtime.sources.images import ImagesOptions
 logger = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+# The images source's decode settings, with the device's defaults.
 REDUCED_DECODE: bool = ImagesOptions.__dataclass_fields__["reduced_decode"].default
+MAX_PIXELS: int = ImagesOptions.__dataclass_fields__["max_pixels"].default
 # What the convert extra brings that the device install lacks (edge-convert is installed on devices
 # too, as a console script of the same package).
 CONVERT_EXTRA_MODULE = "tensorflow"
@@ -109,6 +111,9 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
                      help="decode image files as the images source does with reduced_decode "
                           f"(default {'on' if REDUCED_DECODE else 'off'}, as on the device): "
                           "JPEGs at 1/2, 1/4 or 1/8 size when the model input allows")
+    pre.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                     help="refuse image files whose header declares more pixels, as the images "
+                          f"source's max_pixels (default {MAX_PIXELS}, as on the device)")
     pre.add_argument("--columns", type=_names, default=(),
                      help="sensor models: CSV columns in model order, e.g. ax,ay,az")
     pre.add_argument("--window", type=int, help="sensor models: rows per window "
@@ -212,6 +217,7 @@ def options_from_args(args: argparse.Namespace) -> Any:
         stride=max(1, args.stride),
         label_column=args.label_column,
         reduced_decode=args.reduced_decode,
+        max_pixels=args.max_pixels,
         audio=audio,
         calibration_samples=args.calibration_samples,
         validation_samples=args.validation_samples,

@@ -34,6 +34,7 @@ from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
 from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import TASKS as DAEMON_TASKS
+from edge_runtime.sources.images import DEFAULT_MAX_PIXELS
 from edge_runtime.preprocessing import (
     AudioPreprocessor,
     AudioSpec,
@@ -69,6 +70,7 @@ class Options:
     stride: int = 1
     label_column: str | None = None
     reduced_decode: bool = True  # decode images as the images source's reduced_decode
+    max_pixels: int = DEFAULT_MAX_PIXELS  # and refuse them past its max_pixels
     # Audio models: sample_rate, features and log-mel keys the user gave (--sample-rate, ...).
     audio: dict[str, Any] = field(default_factory=dict)
     calibration_samples: int = 200
@@ -137,6 +139,8 @@ def _check_options(options: Options) -> dict[str, str]:
               Context("edge-convert --postprocess", Path.cwd()))
     except ConfigError as exc:
         raise ConvertError(str(exc)) from None
+    if options.max_pixels < 1:
+        raise ConvertError("--max-pixels must be at least 1")
     if options.max_accuracy_drop is not None and options.max_accuracy_drop < 0:
         raise ConvertError("--max-accuracy-drop must be 0 or more (a fraction, 0.01 = 1 point)")
     return io_types
@@ -174,7 +178,8 @@ def _input_settings(options: Options, source: SourceModel) -> InputSettings:
         except PreprocessError as exc:
             raise ConvertError(str(exc)) from None
     return InputSettings(source.input, spec, options.columns, options.window, options.stride,
-                         options.label_column, options.reduced_decode, audio)
+                         options.label_column, options.reduced_decode, audio,
+                         max_pixels=options.max_pixels)
 
 
 def _audio_spec(options: Options, source: SourceModel, given: dict[str, Any]) -> AudioSpec | None:

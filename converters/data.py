@@ -26,7 +26,7 @@ from edge_runtime.preprocessing import ImagePreprocessor, PreprocessError, Prepr
 from edge_runtime.preprocessing import AudioSpec, SensorPreprocessor
 from edge_runtime.sources.image_decode import ImageTooLarge
 from edge_runtime.sources.images import IMAGE_SUFFIXES as DAEMON_IMAGE_SUFFIXES
-from edge_runtime.sources.images import ImageFileDecoder, list_images
+from edge_runtime.sources.images import DEFAULT_MAX_PIXELS, ImageFileDecoder, list_images
 from edge_runtime.sources.windowing import SensorDataError, csv_windows
 
 logger = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class InputSettings:
     # model input allows; the converter decodes as the device will (--no-reduced-decode).
     reduced_decode: bool = True
     audio: AudioSpec | None = None  # audio models: WAV files become windows of these features
+    max_pixels: int = DEFAULT_MAX_PIXELS  # as the images source's: larger images are refused
 
     def sensor_window(self) -> int:
         """Rows per window: --window, else what the input tensor's shape implies."""
@@ -198,7 +199,8 @@ def _load_images(
             f"in one subfolder per class)"
         )
     preprocessor = ImagePreprocessor(settings.preprocess, settings.tensor)
-    decoder = ImageFileDecoder(preprocessor.input_size, settings.reduced_decode)
+    decoder = ImageFileDecoder(preprocessor.input_size, settings.reduced_decode,
+                               settings.max_pixels)
     chosen = subset(len(files), limit)
     x = _empty_batch(settings, len(chosen))
     for row, i in enumerate(progress.iterate(chosen, "reading images", len(chosen))):

@@ -32,7 +32,8 @@ from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.preprocessing import PreprocessSpec
-from edge_runtime.sources.base import EndOfStream
+from edge_runtime.sources.base import EndOfStream, SourceError
+from edge_runtime.sources.images import ImagesOptions
 
 DET_SHAPES = REPO / "tests" / "models" / "det_shapes.tflite"  # 64x64 RGB float, letterbox
 QUIET = Progress(False)
@@ -213,3 +214,21 @@ def test_every_device_preprocessing_setting_is_a_converter_option():
                                                   "mean": [1.0, 2.0, 3.0]}
     with pytest.raises(SystemExit):
         parser.parse_args(["m.keras", "-o", "x.tflite", "--interpolation", "cubic"])
+
+
+def test_an_image_over_max_pixels_is_refused_by_both(tmp_path, caplog):
+    """The device skips an image whose header declares more than max_pixels; the converter
+    refuses it by name, with the device's default and with --max-pixels."""
+    jpeg = photo(tmp_path / "images" / "cam.jpg")  # 640x480 = 307200 pixels
+    parts = daemon_parts(tmp_path, DET_SHAPES, {"type": "images", "path": str(jpeg.parent),
+                                                "max_pixels": 300_000})
+    source = parts.make_source()
+    source.open()
+    with pytest.raises(SourceError, match="over max_pixels"):
+        source.read()
+    settings = converter_settings(DET_SHAPES, "--max-pixels", "300000")
+    with pytest.raises(ConvertError, match=r"cam.jpg: 640x480 is 0.3 megapixels, over max_pixels"):
+        load_dataset(jpeg.parent, settings, (), None, QUIET, "calibration")
+    settings = converter_settings(DET_SHAPES, "--max-pixels", "307200")
+    assert len(load_dataset(jpeg.parent, settings, (), None, QUIET, "calibration")) == 1
+    assert converter_settings(DET_SHAPES).max_pixels == ImagesOptions("images", ".").max_pixels
