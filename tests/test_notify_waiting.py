@@ -34,7 +34,9 @@ def test_pause_returns_true_when_stopped() -> None:
 
 
 def test_zero_pause_still_beats() -> None:
-    beat = Heartbeats().register("x")
-    before = beat.last
+    beats = Heartbeats()
+    beat = beats.register("x")
+    beat.last -= 3600  # an hour without a beat: stalled
+    assert beats.stalled(max_age=60) == ["x"]
     assert wait_beating(threading.Event(), 0, beat) is False
-    assert beat.last >= before
+    assert beats.stalled(max_age=60) == []  # the zero pause beat
