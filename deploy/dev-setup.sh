@@ -9,7 +9,7 @@ set -euo pipefail
 repo=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 venv=${EDGE_RUNTIME_VENV:-$repo/.venv}
 extras=${EDGE_RUNTIME_EXTRAS-test,convert}
-apt_packages=(${EDGE_RUNTIME_APT_PACKAGES:-})
+read -ra apt_packages <<< "${EDGE_RUNTIME_APT_PACKAGES:-}"
 
 sudo_cmd=()
 if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
@@ -25,6 +25,9 @@ if [[ ",$extras," == *,test,* ]]; then
     have shellcheck || apt_packages+=(shellcheck)
     { have systemd-analyze && [ -x /lib/systemd/systemd ]; } || apt_packages+=(systemd)
     /usr/bin/python3 -c 'import apt' >/dev/null 2>&1 || apt_packages+=(python3-apt)
+    # Ansible's pip module (tests/test_ansible.py) imports packaging in the system Python, which a
+    # fresh Debian lacks.
+    /usr/bin/python3 -c 'import packaging' >/dev/null 2>&1 || apt_packages+=(python3-packaging)
     # tests/test_install_system.py builds the service's venv from Debian's Python, as on a Pi.
     /usr/bin/python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || apt_packages+=(python3-venv)
     # Input tests: ffmpeg writes each format of the command source from files; alsa-utils ships
@@ -43,12 +46,28 @@ if [ ! -x "$venv/bin/python" ]; then
     echo "dev-setup: creating virtualenv $venv" >&2
     python3 -m venv "$venv"
 fi
-"$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
-target="$repo"
-[ -n "$extras" ] && target="$repo[$extras]"
-echo "dev-setup: installing edge-runtime${extras:+ with extras [$extras]} into $venv" >&2
-# shellcheck disable=SC2086 # EDGE_RUNTIME_PIP_ARGS is a list of options
-"$venv/bin/python" -m pip install -q --disable-pip-version-check ${EDGE_RUNTIME_PIP_ARGS:-} -e "$target"
+# pip runs only when what it would install changed: the stamp in the venv records pyproject.toml's
+# hash, the extras and the pip options of the last install (the install is editable, so code
+# changes need no re-run).
+stamp="$venv/.edge-runtime-dev-setup"
+key="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1) extras=[$extras] pip_args=[${EDGE_RUNTIME_PIP_ARGS:-}]"
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] && [ -x "$venv/bin/edge-runtime" ]; then
+    echo "dev-setup: $venv is up to date (pyproject.toml, extras and pip options unchanged)" >&2
+else
+    "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
+    target="$repo"
+    [ -n "$extras" ] && target="${repo}[$extras]"
+    echo "dev-setup: installing edge-runtime${extras:+ with extras [$extras]} into $venv" >&2
+    # PYTHONWARNINGS: setuptools' "Editable installation ... Please be careful" notice is
+    # information only (a folder named like a package in the working directory would shadow it;
+    # none does), shown by pip in a warning box that reads like a failure.
+    # shellcheck disable=SC2086 # EDGE_RUNTIME_PIP_ARGS is a list of options
+    PYTHONWARNINGS="ignore:Editable installation." \
+        "$venv/bin/python" -m pip install -q --disable-pip-version-check ${EDGE_RUNTIME_PIP_ARGS:-} -e "$target"
+    # setuptools' scratch metadata (the venv has its own copy): the checkout stays as it was.
+    rm -rf "$repo"/*.egg-info
+    printf '%s\n' "$key" > "$stamp"
+fi
 if [[ ",$extras," == *,test,* ]]; then
     # ansible-core for tests/test_ansible.py, in its own virtualenv so that its dependencies never
     # mix with the project's.

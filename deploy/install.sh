@@ -117,11 +117,16 @@ if [ "$runtime" = auto ]; then
         *) runtime=ai-edge-litert ;;
     esac
 fi
+# pip builds a local folder in place (build/ and *.egg-info beside the sources): it builds a copy of
+# the package's sources instead, so the checkout stays as it was.
+src=$(mktemp -d "${TMPDIR:-/tmp}/edge-runtime-src.XXXXXX")
+trap 'rm -rf "$src"' EXIT
+tar -C "$repo" --exclude=__pycache__ -cf - pyproject.toml README.md edge_runtime converters | tar -C "$src" -xf -
 case "$runtime" in
-    ai-edge-litert) spec=$repo ;;
+    ai-edge-litert) spec=$src ;;
     tflite-runtime)
         [ "$py_version" = 3.11 ] || die "tflite-runtime has no wheels for Python $py_version; use --runtime ai-edge-litert"
-        spec="${repo}[tflite]" ;;
+        spec="${src}[tflite]" ;;
     *) die "--runtime must be auto, ai-edge-litert or tflite-runtime (got '$runtime')" ;;
 esac
 

@@ -20,7 +20,8 @@ from edge_runtime.homeassistant.discovery import object_id
 REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "install.sh"
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
-SCRIPTS = [INSTALL, UNINSTALL, *sorted((REPO / "deploy" / "ansible").rglob("*.sh"))]
+SCRIPTS = [INSTALL, UNINSTALL, REPO / "deploy/dev-setup.sh", REPO / "deploy/quickstart.sh",
+           *sorted((REPO / "deploy" / "ansible").rglob("*.sh"))]
 
 
 def run(script: Path, *args: str, timeout: float = 1200) -> subprocess.CompletedProcess[str]:
@@ -35,19 +36,32 @@ def python_version() -> tuple[int, int]:
 
 
 @pytest.fixture(scope="module")
-def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A copy of this checkout as a fresh clone has it (no build output), to install from."""
+    copy = tmp_path_factory.mktemp("checkout") / "edge-runtime"
+    shutil.copytree(REPO, copy, ignore=shutil.ignore_patterns(
+        ".git", ".venv*", "__pycache__", "build", "*.egg-info", ".hypothesis", ".pytest_cache",
+        ".cache", "tests", "bench"))
+    return copy
+
+
+@pytest.fixture(scope="module")
+def installed(tmp_path_factory: pytest.TempPathFactory, checkout: Path) -> Path:
     """Installed twice into the same root; the user's config edit between the runs must survive."""
     root = tmp_path_factory.mktemp("root")
-    first = run(INSTALL, "--root", str(root))
+    install = checkout / "deploy/install.sh"
+    first = run(install, "--root", str(root))
     assert first.returncode == 0, first.stderr
     config = root / "etc/edge-runtime/config.toml"
     config.write_text(config.read_text() + "\n# edited by the user\n")
     init = next((root / "opt/edge-runtime/venv/lib").glob("python3.*/site-packages/edge_runtime/__init__.py"))
     before = init.stat().st_mtime_ns
-    second = run(INSTALL, "--root", str(root))
+    second = run(install, "--root", str(root))
     assert second.returncode == 0, second.stderr
     assert "keeping existing" in second.stderr
     assert init.stat().st_mtime_ns > before  # upgraded in place: the package was reinstalled
+    # pip built a copy of the sources: the checkout has no build output.
+    assert not (checkout / "build").exists() and not list(checkout.glob("*.egg-info"))
     return root
 
 
@@ -124,10 +138,10 @@ def test_installed_daemon_runs_the_example_config_out_of_the_box(installed: Path
     assert (installed / "var/lib/edge-runtime/outbox.sqlite").exists()
 
 
-def test_switching_to_tflite_runtime(installed: Path, tmp_path: Path) -> None:
+def test_switching_to_tflite_runtime(installed: Path, checkout: Path, tmp_path: Path) -> None:
     if python_version() != (3, 11):
         pytest.skip("tflite-runtime wheels exist for Python 3.11 only")
-    result = run(INSTALL, "--root", str(installed), "--runtime", "tflite-runtime")
+    result = run(checkout / "deploy/install.sh", "--root", str(installed), "--runtime", "tflite-runtime")
     assert result.returncode == 0, result.stderr
     assert "EDGE_RUNTIME_BACKEND=tflite-runtime" in (installed / "etc/edge-runtime/environment").read_text()
     config = _installed_config(installed, tmp_path, 1883)
