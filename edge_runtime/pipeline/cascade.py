@@ -65,8 +65,10 @@ class CascadeStats:
         return self.stages[name]
 
     def to_dict(self) -> dict[str, Any]:
+        # list() copies the items in one step: the publish thread may add a stage meanwhile
+        # (its first crops), and iterating the live dict would then fail on this thread.
         return {name: {"invocations": c.invocations, "crops": c.crops, "failures": c.failures}
-                for name, c in self.stages.items()}
+                for name, c in list(self.stages.items())}
 
 
 def batch_capacity(model: TfliteModel, wanted: int) -> tuple[int, bool]:

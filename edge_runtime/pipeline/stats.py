@@ -1,9 +1,13 @@
 """A pipeline's counters, read by the stats reporter and the status line.
 
-Each field has exactly one writer thread (named beside it); readers on other threads read plain
-ints and strings, which is atomic in CPython, and may see a value one step old. "prepare" is the
-prepare thread in an image pipeline and the inference thread in a sensor pipeline (which has no
-prepare thread), so it is one thread either way; likewise "publish".
+Each field has exactly one writer thread, named first in the comment beside it (`source`,
+`prepare`, `inference`, `publish`; anything else: set once before the threads start), and
+`tests/test_thread_ownership.py` checks that every write sits in that thread's module. Readers
+on other threads read plain ints and strings, which is atomic in CPython, and may see a value
+one step old; a reader of a container (CascadeStats.stages, TunerReport.rates) copies it in one
+step. "prepare" is the prepare thread in an image pipeline and the inference thread in a sensor
+pipeline (which has no prepare thread), so it is one thread either way; likewise "publish".
+What else each thread owns: docs/ARCHITECTURE.md, "Threads and what they own".
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ class PipelineStats:
     threads: int = 1  # inference: the interpreter's thread count now
     threads_auto: TunerReport | None = None  # inference: with threads = "auto", what it measured
     cascade: CascadeStats = field(default_factory=CascadeStats)  # publish: escalations, stages
-    started: float = field(default_factory=time.monotonic)  # set once, before any thread runs
+    started: float = field(default_factory=time.monotonic)  # once: before any thread runs
 
     @property
     def state(self) -> str:

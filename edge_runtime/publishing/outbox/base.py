@@ -135,10 +135,12 @@ class Outbox:
 
     def _log_drops(self, dropped: dict[str, list[int]]) -> None:
         for pipeline, seqs in dropped.items():
+            with self._lock:  # called after the commit: other pipelines' commits write them
+                so_far = self._counts_for(pipeline).dropped
             self._warn.warning(
                 f"drop-{pipeline}",
                 "outbox full (limits: %d results, %d bytes): dropped %d oldest result(s) of "
                 "pipeline %s (seq %d..%d); %d dropped so far",
                 self.max_messages, self.max_bytes, len(seqs), pipeline, min(seqs), max(seqs),
-                self._counts_for(pipeline).dropped)
+                so_far)
 
