@@ -34,6 +34,7 @@ from edge_runtime.pipeline.assembly import PipelineParts, assemble
 from edge_runtime.preprocessing import PreprocessSpec
 from edge_runtime.sources.base import EndOfStream, SourceError
 from edge_runtime.sources.images import ImagesOptions
+from edge_runtime.sources.sensor_lines import LineWindows
 
 DET_SHAPES = REPO / "tests" / "models" / "det_shapes.tflite"  # 64x64 RGB float, letterbox
 QUIET = Progress(False)
@@ -138,8 +139,14 @@ def test_same_csv_gives_the_converter_the_daemons_windows(tmp_path):
     parts = daemon_parts(tmp_path, VIBRATION_MODEL,
                          {"type": "csv", "path": str(csv_path), "stride": 4},
                          {"mean": [0.5, -0.25, 1.0], "std": [2.0, 4.0, 0.5]})
-    device, _ = daemon_tensors(parts)
+    device, frames = daemon_tensors(parts)
     assert len(device) == (100 - 32) // 4 + 1
+
+    # The same text from a serial port or a command's stdout: the same windows, nothing counted bad.
+    lines = LineWindows("serial", ("ax", "ay", "az"), 32, 4)
+    streamed = lines.feed(csv_path.read_bytes())
+    assert np.array_equal(np.stack(streamed), np.stack([f.data for f in frames]))
+    assert lines.errors == 0
 
     settings = converter_settings(VIBRATION_MODEL, "--columns", "ax,ay,az", "--stride", "4",
                                   "--mean", mean, "--std", std)

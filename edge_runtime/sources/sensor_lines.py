@@ -3,7 +3,8 @@
 One reading per line, either JSON (`{"ax": 0.1, ...}`, `[0.1, 0.2, 0.3]`, `0.5`: the forms the
 mqtt source accepts) or comma-separated numbers in the order of `columns`. A CSV line of exactly
 the column names (a microcontroller printing a header at boot) re-orders the columns that follow
-by that header. Anything else (boot messages, line noise, a line cut in half by an unplug) is a
+by that header. A line with no values (blank, or only commas and spaces) is no reading, as in a
+CSV file (`windowing.is_blank`). Anything else (boot messages, line noise, a line cut in half by an unplug) is a
 bad reading: counted, logged at a limited rate, skipped; the window keeps the good rows.
 """
 
@@ -17,7 +18,7 @@ import numpy as np
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.mqtt_source import parse_sensor_payload
 from edge_runtime.sources.stream_formats import LineSplitter
-from edge_runtime.sources.windowing import SensorDataError, SlidingWindow, parse_row
+from edge_runtime.sources.windowing import SensorDataError, SlidingWindow, is_blank, parse_row
 
 logger = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class LineParser:
         if text[0] in "{[":
             return parse_sensor_payload(text.encode("utf-8"), self.columns)
         fields = [f.strip() for f in text.split(",")]
+        if is_blank(fields):
+            return []
         if set(self.columns) <= set(fields) and len(set(fields)) == len(fields):
             self._picks = [fields.index(c) for c in self.columns]
             return []

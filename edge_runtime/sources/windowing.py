@@ -67,6 +67,12 @@ def parse_row(values: Sequence[str], where: str) -> np.ndarray:
     return np.array(floats, np.float32)  # no values at all
 
 
+def is_blank(fields: Sequence[str]) -> bool:
+    """A line with no values at all (empty, or only separators and spaces): no row, no error.
+    The rule of every sensor text input: CSV files and the lines of a serial port or command."""
+    return all(not field.strip() for field in fields)
+
+
 def csv_rows(path: Path | str, columns: Sequence[str]) -> Iterator[tuple[int, np.ndarray]]:
     """(line number, row of the named columns) for each data line of a CSV with a header."""
     for line, row, _ in csv_records(path, columns):
@@ -101,7 +107,7 @@ def csv_records(
         picks = [header.index(c) for c in columns]
         label_at = header.index(label_column) if label_column is not None else None
         for line, record in enumerate(reader, start=2):
-            if not record or all(not field.strip() for field in record):
+            if is_blank(record):
                 continue
             if len(record) < len(header):
                 raise SensorDataError(f"{path}:{line}: {len(record)} fields, header has {len(header)}")
