@@ -30,8 +30,9 @@ from edge_runtime.config.schema import PreprocessConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel
-from edge_runtime.pipeline.assembly import PipelineParts, assemble
+from edge_runtime.pipeline.assembly import AUDIO_KEYS, PipelineParts, assemble
 from edge_runtime.preprocessing import PreprocessSpec
+from edge_runtime.preprocessing.audio import FEATURES
 from edge_runtime.sources.base import EndOfStream, SourceError
 from edge_runtime.sources.images import ImagesOptions
 from edge_runtime.sources.sensor_lines import LineWindows
@@ -206,7 +207,13 @@ def test_every_device_preprocessing_setting_is_a_converter_option():
     options = {action.dest: action for action in parser._actions}
     config = typing.get_type_hints(PreprocessConfig)
     spec_fields = fields(PreprocessSpec)
-    assert {f.name for f in spec_fields} == set(PreprocessConfig.__dataclass_fields__)
+    # and the audio keys (preprocessing/audio.py), which are converter options too
+    assert {f.name for f in spec_fields} | set(AUDIO_KEYS) == \
+        set(PreprocessConfig.__dataclass_fields__)
+    for name in AUDIO_KEYS:
+        assert name in options, f"edge-convert has no --{name.replace('_', '-')}"
+    assert tuple(options["features"].choices) == FEATURES == \
+        typing.get_args(typing.get_args(config["features"])[0])
     assert set(PreprocessSpec().to_dict()) == {f.name for f in spec_fields}
     for spec_field in spec_fields:
         assert spec_field.name in options, f"edge-convert has no --{spec_field.name}"

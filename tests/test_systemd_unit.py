@@ -43,6 +43,7 @@ def test_unit_declares_the_supervision_contract() -> None:
         "/opt/edge-runtime/venv/bin/edge-runtime run --config /etc/edge-runtime/config.toml"
     ]
     assert "char-video4linux rw" in d["DeviceAllow"] and d["DevicePolicy"] == ["closed"]
+    assert "char-alsa rw" in d["DeviceAllow"]  # microphones (arecord through a command source)
 
 
 @needs_analyze

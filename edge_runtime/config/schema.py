@@ -151,6 +151,18 @@ class PreprocessConfig:
     std: tuple[float, ...] | None = None
     layout: Literal["nhwc", "nchw"] | None = None
     interpolation: Literal["linear", "area", "nearest"] | None = None
+    # Audio models (preprocessing/audio.py): the samples as they are, or log-mel features with
+    # these parameters (lengths in samples, frequencies in Hz); checked against each other and
+    # the model when the pipeline is assembled.
+    features: Literal["waveform", "log-mel"] | None = None
+    n_fft: int | None = field(default=None, metadata=at_least(1))
+    win_length: int | None = field(default=None, metadata=at_least(1))
+    hop_length: int | None = field(default=None, metadata=at_least(1))
+    n_mels: int | None = field(default=None, metadata=at_least(1))
+    fmin: float | None = field(default=None, metadata=at_least(0))
+    fmax: float | None = field(default=None, metadata=at_least(0))
+    power: Literal[1, 2] | None = None
+    log_offset: float | None = None
 
     def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if v is not None}

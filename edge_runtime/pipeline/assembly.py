@@ -18,6 +18,7 @@ from edge_runtime.config.schema import AppConfig, PipelineConfig
 from edge_runtime.config.typed import ConfigError, Context, build, coerce
 from edge_runtime.model.delegates import CPU, LoadedModel
 from edge_runtime.model.delegates import load_model as load_with_delegate
+from edge_runtime.model.metadata import ModelMetadata
 from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
 from edge_runtime.pipeline.auto_threads import initial_threads
@@ -27,13 +28,23 @@ from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, Ta
 from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
 from edge_runtime.preprocessing import (
+    AudioPreprocessor,
+    AudioSpec,
     Geometry,
     ImagePreprocessor,
     PreprocessError,
     PreprocessSpec,
     SensorPreprocessor,
 )
-from edge_runtime.sources.base import Frame, Source, SourceContext, SourceError, SourceTraits
+from edge_runtime.preprocessing.audio import LOG_MEL_KEYS
+from edge_runtime.sources.base import (
+    Frame,
+    Kind,
+    Source,
+    SourceContext,
+    SourceError,
+    SourceTraits,
+)
 from edge_runtime.sources.registry import SOURCES
 
 Preprocess = Callable[[Frame, np.ndarray], "Geometry | None"]
@@ -67,6 +78,58 @@ def load_model(pipeline: PipelineConfig, app: AppConfig, key: str | None = None)
         raise ConfigError(app.file, f"{key}.path", exc.reason + f" ('{exc.path}')") from exc
 
 
+IMAGE_KEYS = ("color", "resize", "layout", "interpolation")
+AUDIO_KEYS = ("features", *LOG_MEL_KEYS)
+
+
+def _check_preprocess_keys(pipeline: PipelineConfig, traits: SourceTraits,
+                           meta: ModelMetadata | None, app: AppConfig, key: str) -> None:
+    """Image keys on a windowed pipeline, audio keys on a non-audio one, an audio model on a
+    source that gives no audio: each a ConfigError naming the key, not a silent no-op."""
+    given = pipeline.preprocess.overrides()
+    audio = traits.kind is Kind.AUDIO
+    wrong = [k for k in (IMAGE_KEYS if traits.kind.windowed else ()) if k in given]
+    wrong += [k for k in AUDIO_KEYS if k in given and not audio]
+    if wrong:
+        where = "audio" if audio else "image" if not traits.kind.windowed else "sensor"
+        raise ConfigError(app.file, f"{key}.preprocess.{wrong[0]}",
+                          f"not a setting of {where} pipelines (source type "
+                          f"{pipeline.source.type!r} gives {traits.kind.value} frames)")
+    if meta is not None and meta.audio and not audio:
+        rate = meta.audio.get("sample_rate")
+        raise ConfigError(app.file, f"{key}.source.type",
+                          f"model '{pipeline.model.path}' takes audio ({rate} Hz, its metadata's "
+                          f"audio section); give it an audio source: type = \"command\" with "
+                          f"format = \"s16le\" (e.g. arecord -f S16_LE -r {rate} -c 1 -t raw)")
+
+
+def _audio_spec(pipeline: PipelineConfig, traits: SourceTraits, meta: ModelMetadata | None,
+                app: AppConfig, key: str) -> AudioSpec:
+    """The model's audio section, with the source's sample_rate/window and the config's
+    [pipelines.preprocess] audio keys; a source that disagrees with the model is an error."""
+    doc = dict(meta.audio) if meta is not None else {}
+    for name in ("sample_rate", "window"):
+        given = getattr(traits, name)
+        if not given:
+            continue
+        wanted = doc.get(name)
+        if wanted and given != wanted:
+            unit = "Hz" if name == "sample_rate" else "samples"
+            raise ConfigError(app.file, f"{key}.source.{name}",
+                              f"{given} {unit}, but model '{pipeline.model.path}' was made for "
+                              f"{wanted} {unit} (its metadata); leave it out or match it")
+        doc[name] = given
+    if "sample_rate" not in doc:
+        raise ConfigError(app.file, f"{key}.source.sample_rate",
+                          f"required: model '{pipeline.model.path}' has no audio metadata")
+    doc.setdefault("window", doc["sample_rate"])
+    overrides = {k: v for k, v in pipeline.preprocess.overrides().items() if k in AUDIO_KEYS}
+    try:
+        return AudioSpec.from_dict(doc, overrides)
+    except PreprocessError as exc:
+        raise ConfigError(app.file, f"{key}.preprocess", str(exc)) from exc
+
+
 def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None = None,
              key: str | None = None) -> PipelineParts:
     """Build every part of a pipeline; ConfigError on any mismatch. `key`: where the model spec
@@ -95,8 +158,15 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     window = int((meta.sensor.get("window") if meta else 0) or 0)
     preprocess: Preprocess
     image_size: tuple[int, int] | None = None
+    sample_rate = 0
+    _check_preprocess_keys(pipeline, traits, meta, app, key)
     try:
-        if traits.kind.windowed:
+        if traits.kind is Kind.AUDIO:
+            audio = _audio_spec(pipeline, traits, meta, app, key)
+            sample_rate, window, columns = audio.sample_rate, audio.window, traits.columns
+            listener = AudioPreprocessor(spec, audio, tensor)
+            preprocess = lambda frame, out: listener(frame.data, out)  # noqa: E731
+        elif traits.kind.windowed:
             columns = traits.columns or columns
             window = traits.window or window
             if not columns:
@@ -147,7 +217,7 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     source_ctx = SourceContext(
         base_dir=app.base_dir, pipeline=pipeline.name, mqtt=app.mqtt,
         client_id=app.mqtt.client_id_for(app.device.id), columns=columns, window=window,
-        image_size=image_size, reconnect=(app.retry.broker.min_delay, app.retry.broker.max_delay),
+        image_size=image_size, sample_rate=sample_rate, reconnect=(app.retry.broker.min_delay, app.retry.broker.max_delay),
     )
 
     def make_source() -> Source:

@@ -54,6 +54,7 @@ class Kind(enum.Enum):
 
     IMAGE = "image"  # H x W x 3 BGR uint8 images
     SENSOR = "sensor"  # windows of rows x columns float32 values
+    AUDIO = "audio"  # windows of samples x channels float32 in [-1, 1), at `sample_rate`
 
     @property
     def windowed(self) -> bool:
@@ -76,6 +77,8 @@ class SourceTraits:
     #: model's metadata or input shape).
     columns: tuple[str, ...] = ()
     window: int = 0
+    #: Kind.AUDIO: samples per second the config sets (0: from the model's metadata).
+    sample_rate: int = 0
 
 
 class SourceOptions(Protocol):

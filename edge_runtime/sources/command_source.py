@@ -41,7 +41,7 @@ from edge_runtime.sources.stream_formats import (
 WAIT = 0.5  # seconds `read` waits before returning None (the pipeline beats its heartbeat)
 
 Format = Literal["mjpeg", "raw", "s16le", "lines"]
-KINDS: dict[str, Kind] = {"mjpeg": Kind.IMAGE, "raw": Kind.IMAGE, "s16le": Kind.SENSOR,
+KINDS: dict[str, Kind] = {"mjpeg": Kind.IMAGE, "raw": Kind.IMAGE, "s16le": Kind.AUDIO,
                          "lines": Kind.SENSOR}
 
 
@@ -77,7 +77,7 @@ class CommandOptions:
         """The kind follows `format`; always live (a reader thread keeps the newest unit)."""
         columns = self.channel_names if self.format == "s16le" else self.columns
         return SourceTraits(KINDS[self.format], live=True, max_fps=self.fps, columns=columns,
-                            window=self.window)
+                            window=self.window, sample_rate=self.sample_rate)
 
 
 class CommandSource(Source):
