@@ -12,7 +12,6 @@ from edge_runtime.pipeline.observer import plan as plan_extras
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 from edge_runtime.publishing.stats import StatsReporter
-from edge_runtime.supervision.fault_injection import install_stall_hooks
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.sd_notify import SystemdNotifier, WatchdogSettings, WatchdogThread
 
@@ -32,7 +31,6 @@ class Daemon:
     def __init__(self, app: AppConfig, parts: list[PipelineParts]) -> None:
         self.app = app
         self.heartbeats = Heartbeats()
-        install_stall_hooks(parts)  # no-op unless a test sets EDGE_RUNTIME_TEST_STALL_INFERENCE
         # systemd (Type=notify): READY once running, WATCHDOG=1 while every heartbeat is fresh.
         self.notifier = SystemdNotifier.from_env()
         self.watchdog = WatchdogThread(self.notifier, self.heartbeats, WatchdogSettings.from_env(),

@@ -121,9 +121,10 @@ def test_stages_attach_their_task_fields_to_each_detection(tmp_path, mosquitto, 
         assert result["timing_ms"]["stages.shape"] > 0
         assert result["timing_ms"]["stages.digit"] >= 0
     stats = sub.json_on("edge/test-pi/stats")[-1]["pipelines"]["shapes"]
+    healthy = {"failures": 0, "model_failures": 0, "reloads": 0, "state": "running"}
     assert stats["stages"] == {
-        "shape": {"invocations": len(SCENES), "crops": len(SCENES), "failures": 0},
-        "digit": {"invocations": squares, "crops": squares, "failures": 0}}
+        "shape": {"invocations": len(SCENES), "crops": len(SCENES), **healthy},
+        "digit": {"invocations": squares, "crops": squares, **healthy}}
     assert squares == 4
 
 

@@ -89,6 +89,9 @@ class TfliteModel:
             raise ModelLoadError(self.path, str(exc)) from exc
         self._content = data
         self._delegate = delegate
+        # Called before every invoke when set: test-only fault injection (supervision/
+        # fault_injection.py, installed where models are loaded); it may raise or hang.
+        self.fault: Callable[[], None] | None = None
         self.threads = max(1, threads)
         self._interpreter = self._make_interpreter(self.threads)
         self.inputs = [TensorSpec.from_details(d) for d in self._interpreter.get_input_details()]
@@ -183,6 +186,8 @@ class TfliteModel:
         self._interpreter.set_tensor(self.inputs[position].index, values)
 
     def invoke(self) -> None:
+        if self.fault is not None:
+            self.fault()
         self._interpreter.invoke()
 
     def raw_output(self, position: int) -> np.ndarray:

@@ -46,6 +46,7 @@ from edge_runtime.sources.base import (
     SourceTraits,
 )
 from edge_runtime.sources.registry import SOURCES
+from edge_runtime.supervision.fault_injection import rig_model
 
 Preprocess = Callable[[Frame, np.ndarray], "Geometry | None"]
 
@@ -69,13 +70,17 @@ def load_model(pipeline: PipelineConfig, app: AppConfig, key: str | None = None)
     key = f"{key or f'pipelines[{pipeline.index}]'}.model"
     try:
         runtime = select_runtime(pipeline.model.runtime)
-        return load_with_delegate(pipeline.model.path, runtime,
-                                  threads=initial_threads(pipeline.model.threads),
-                                  delegate=pipeline.model.delegate)
+        loaded = load_with_delegate(pipeline.model.path, runtime,
+                                    threads=initial_threads(pipeline.model.threads),
+                                    delegate=pipeline.model.delegate)
     except RuntimeUnavailable as exc:
         raise ConfigError(app.file, f"{key}.runtime", str(exc)) from exc
     except ModelLoadError as exc:
         raise ConfigError(app.file, f"{key}.path", exc.reason + f" ('{exc.path}')") from exc
+    # Every load (start, reload, stage and escalation models) passes here; no-op unless a test
+    # names this model (`pipeline.name`: a stage's is `<pipeline>.<stage>`) in its environment.
+    rig_model(loaded.model, pipeline.name)
+    return loaded
 
 
 IMAGE_KEYS = ("color", "resize", "layout", "interpolation")

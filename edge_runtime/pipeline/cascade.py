@@ -11,6 +11,12 @@ pipelines): the pipeline's interpreter is already busy with the next frame meanw
 releases the GIL), so a stage holds up the primary model only when it takes longer than a frame.
 Each secondary interpreter is touched by that one thread only.
 
+A secondary model that fails at run time never costs the primary result (model_health.py): the
+detections a failing stage would have run on carry `stages[name] = {"error": reason}` instead of
+its fields, a failing escalation model leaves the pipeline model's answer with `escalated: false`
+and `escalation_error`; each is counted, logged rate-limited, and the model is reloaded from its
+file with backoff ([retry] model) until it answers again.
+
 A stage's model is built exactly like a pipeline's (pipeline/assembly.py, with the key path
 `pipelines[i].stages[j]`), so its task fields are what a pipeline of that task would publish; its
 coordinates (a detection or landmark stage) are mapped back to the original frame.
@@ -29,7 +35,9 @@ from edge_runtime.config.cascade import StageConfig
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.tflite_model import TfliteModel, dequantize
 from edge_runtime.pipeline.crops import Region, crop_region, cut, to_frame_geometry
+from edge_runtime.pipeline.model_health import ModelHealth, reason_of
 from edge_runtime.postprocessing.base import PostprocessError
+from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame
 
@@ -47,7 +55,10 @@ ESCALATE_TASKS = ("classification",)  # tasks with a top score to be unsure abou
 class StageCounters:
     invocations: int = 0  # model invokes (a batch of crops is one)
     crops: int = 0  # detections the stage ran on
-    failures: int = 0  # crops left without a result (model or post-processing error)
+    failures: int = 0  # crops left without a result ({"error": ...}: model down, bad crop output)
+    model_failures: int = 0  # times the model failed (each puts it down until a reload)
+    reloads: int = 0  # times the model was reloaded after a failure
+    state: str = "running"  # running, or reloading (down after a failure)
 
 
 @dataclass
@@ -56,7 +67,10 @@ class CascadeStats:
 
     escalations: int = 0
     escalation_checks: int = 0  # results the escalation rule looked at
-    escalation_failures: int = 0  # the bigger model failed: the pipeline model's answer went out
+    escalation_failures: int = 0  # unsure results the bigger model did not answer (failed, or
+    # down until its reload): the pipeline model's answer went out with `escalation_error`
+    escalation_reloads: int = 0  # times the escalation model was reloaded after a failure
+    escalation_state: str = "running"  # running, or reloading (down after a failure)
     stages: dict[str, StageCounters] = field(default_factory=dict)
 
     def stage(self, name: str) -> StageCounters:
@@ -67,7 +81,9 @@ class CascadeStats:
     def to_dict(self) -> dict[str, Any]:
         # list() copies the items in one step: the publish thread may add a stage meanwhile
         # (its first crops), and iterating the live dict would then fail on this thread.
-        return {name: {"invocations": c.invocations, "crops": c.crops, "failures": c.failures}
+        return {name: {"invocations": c.invocations, "crops": c.crops, "failures": c.failures,
+                       "model_failures": c.model_failures, "reloads": c.reloads,
+                       "state": c.state}
                 for name, c in list(self.stages.items())}
 
 
@@ -90,16 +106,23 @@ def batch_capacity(model: TfliteModel, wanted: int) -> tuple[int, bool]:
 class Stage:
     """One `[[pipelines.stages]]` entry, built: crops -> model -> task fields per detection."""
 
-    def __init__(self, config: StageConfig, parts: PipelineParts, batching: bool = True) -> None:
+    def __init__(self, config: StageConfig, parts: PipelineParts, batching: bool = True,
+                 health: ModelHealth | None = None) -> None:
         self.config = config
         self.name = config.name
         self.on = frozenset(config.on)
+        self.batching = batching
+        self.health = health  # None: no reload after a failure (a stage built by hand)
+        self._adopt(parts)
+
+    def _adopt(self, parts: PipelineParts) -> None:
+        """Run on these parts (at start, and after a reload)."""
         self.parts = parts
         self.model = parts.model
         self.single_shape = self.model.inputs[0].shape
-        self.capacity, self.resizable = batch_capacity(self.model, config.max_per_frame) \
-            if batching else (1, False)
-        if not batching and self.single_shape and self.single_shape[0] > 1:
+        self.capacity, self.resizable = batch_capacity(self.model, self.config.max_per_frame) \
+            if self.batching else (1, False)
+        if not self.batching and self.single_shape and self.single_shape[0] > 1:
             self.capacity = self.single_shape[0]  # a fixed batch cannot be avoided
         self._batch = self.model.inputs[0].shape[0] if self.model.inputs[0].shape else 1
 
@@ -125,21 +148,60 @@ class Stage:
             region = crop_region(detection["box"], width, height, self.config.crop)
             if region is not None:
                 work.append((detection, region))
+        if work and not self._available(counters):
+            self._no_result(work, self.health.reason if self.health else "", counters)
+            return
         for start in range(0, len(work), self.capacity):
             chunk = work[start:start + self.capacity]
             try:
                 self._run_chunk(frame, chunk, width, height, counters)
-            except Exception as exc:  # noqa: BLE001 - a stage never costs the primary result
-                counters.failures += len(chunk)
+            except PreprocessError as exc:  # these crops, not the model
+                self._no_result(chunk, reason_of(exc), counters)
                 _warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
                               self.name, len(chunk), exc)
+            except Exception as exc:  # noqa: BLE001 - a stage never costs the primary result
+                counters.model_failures += 1
+                if self.health is None:
+                    self._no_result(chunk, reason_of(exc), counters)
+                    _warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
+                                  self.name, len(chunk), exc)
+                    continue
+                self.health.failed(exc)  # down: the rest of this frame goes without it too
+                counters.state = self.health.state
+                self._no_result(work[start:], self.health.reason, counters)
+                return
+            if self.health is not None:
+                self.health.worked()
+
+    def _available(self, counters: StageCounters) -> bool:
+        """Up, or reloaded now that its next attempt is due."""
+        health = self.health
+        if health is None or not health.down:
+            return True
+        if not health.due():
+            return False
+        parts = health.reload()
+        counters.state = health.state
+        if parts is None:
+            return False
+        self._adopt(parts)
+        counters.reloads += 1
+        return True
+
+    def _no_result(self, work: list[tuple[dict[str, Any], Region]], reason: str,
+                   counters: StageCounters) -> None:
+        """These detections get `stages[name] = {"error": reason}`: the stage ran on them and
+        has no answer (a detection the stage is not `on` has no entry)."""
+        counters.failures += len(work)
+        for detection, _ in work:
+            detection.setdefault("stages", {})[self.name] = {"error": reason}
 
     def _run_chunk(self, frame: Frame, chunk: list[tuple[dict[str, Any], Region]], width: int,
                    height: int, counters: StageCounters) -> None:
         model, parts = self.model, self.parts
         if self.resizable and self._batch != len(chunk):
             if not model.resize_batch(len(chunk)):
-                raise PostprocessError(f"the model no longer takes a batch of {len(chunk)}")
+                raise RuntimeError(f"the model no longer takes a batch of {len(chunk)}")
             self._batch = len(chunk)
 
         def fill(out: np.ndarray) -> list[Any]:
@@ -161,7 +223,7 @@ class Stage:
             try:
                 fields = parts.postprocess(outputs, geometry)
             except PostprocessError as exc:
-                counters.failures += 1
+                self._no_result([(detection, region)], reason_of(exc), counters)
                 _warn.warning(f"stage-{self.name}", "stage %s: no result for a crop: %s",
                               self.name, exc)
                 continue
@@ -171,10 +233,27 @@ class Stage:
 class Escalation:
     """`[pipelines.escalate]`: the bigger model answers when the pipeline's is unsure."""
 
-    def __init__(self, below: float, parts: PipelineParts) -> None:
+    def __init__(self, below: float, parts: PipelineParts,
+                 health: ModelHealth | None = None) -> None:
         self.below = below
+        self.health = health  # None: no reload after a failure (built by hand)
         self.parts = parts
         self.model = parts.model
+
+    def available(self, stats: CascadeStats) -> bool:
+        """Up, or reloaded now that its next attempt is due."""
+        health = self.health
+        if health is None or not health.down:
+            return True
+        if not health.due():
+            return False
+        parts = health.reload()
+        stats.escalation_state = health.state
+        if parts is None:
+            return False
+        self.parts, self.model = parts, parts.model
+        stats.escalation_reloads += 1
+        return True
 
     def unsure(self, fields: dict[str, Any]) -> bool:
         classes = fields.get("classes") or []
@@ -213,16 +292,28 @@ class Cascade:
         stats.escalation_checks += 1
         escalated = self.escalation.unsure(fields)
         if escalated:
+            escalation = self.escalation
+            health = escalation.health
+            if not escalation.available(stats):  # down until its reload: the small model answers
+                stats.escalation_failures += 1
+                return {**fields, "escalated": False,
+                        "escalation_error": health.reason if health else ""}, model
             t0 = time.perf_counter()
             try:
-                fields = self.escalation.run(frame)
+                fields = escalation.run(frame)
             except Exception as exc:  # noqa: BLE001 - the small model's answer still stands
                 stats.escalation_failures += 1
-                _warn.warning("escalate", "escalation model %s failed, publishing the pipeline "
-                              "model's answer: %s", self.escalation.model.name, exc)
-                return {**fields, "escalated": False}, model
+                if health is None:
+                    _warn.warning("escalate", "escalation model %s failed, publishing the "
+                                  "pipeline model's answer: %s", escalation.model.name, exc)
+                    return {**fields, "escalated": False, "escalation_error": reason_of(exc)}, model
+                health.failed(exc)
+                stats.escalation_state = health.state
+                return {**fields, "escalated": False, "escalation_error": health.reason}, model
+            if health is not None:
+                health.worked()
             timing_ms["escalation"] = (time.perf_counter() - t0) * 1e3
-            big = self.escalation.model
+            big = escalation.model
             model = {"name": big.name, "sha256": big.sha256}
             stats.escalations += 1
         return {**fields, "escalated": escalated}, model
@@ -256,9 +347,12 @@ def build_cascade(pipeline: PipelineConfig, app: AppConfig, task: str, labels: t
             raise ConfigError(app.file, f"{at}.on",
                               f"unknown label {unknown[0]!r} (the detector's labels: "
                               f"{', '.join(labels[:20])})")
-        parts = assemble(_as_pipeline(pipeline, stage.model, stage.preprocess, stage.postprocess,
-                                      f"{pipeline.name}.{stage.name}"), app, key=at)
-        stages.append(Stage(stage, parts, batching=stage.batch))
+        as_pipeline = _as_pipeline(pipeline, stage.model, stage.preprocess, stage.postprocess,
+                                   f"{pipeline.name}.{stage.name}")
+        parts = assemble(as_pipeline, app, key=at)
+        health = ModelHealth(f"pipeline {pipeline.name}: stage {stage.name}",
+                             lambda p=as_pipeline, k=at: assemble(p, app, key=k), app.retry.model)
+        stages.append(Stage(stage, parts, batching=stage.batch, health=health))
         logger.info("pipeline %s: %s", pipeline.name, stages[-1].describe())
     escalation = None
     if pipeline.escalate is not None:
@@ -267,13 +361,16 @@ def build_cascade(pipeline: PipelineConfig, app: AppConfig, task: str, labels: t
             raise ConfigError(app.file, at, f"escalation compares top scores; task {task!r} has "
                                             f"none (use {' or '.join(ESCALATE_TASKS)})")
         config = pipeline.escalate
-        parts = assemble(_as_pipeline(pipeline, config.model, config.preprocess,
-                                      config.postprocess, f"{pipeline.name}.escalate"), app, key=at)
+        as_pipeline = _as_pipeline(pipeline, config.model, config.preprocess, config.postprocess,
+                                   f"{pipeline.name}.escalate")
+        parts = assemble(as_pipeline, app, key=at)
         if parts.task != task:
             raise ConfigError(app.file, f"{at}.postprocess.task",
                               f"the escalation model's task is {parts.task!r}, the pipeline's "
                               f"{task!r}: they must answer the same question")
-        escalation = Escalation(config.below, parts)
+        health = ModelHealth(f"pipeline {pipeline.name}: escalation model",
+                             lambda: assemble(as_pipeline, app, key=at), app.retry.model)
+        escalation = Escalation(config.below, parts, health)
     return Cascade(tuple(stages), escalation)
 
 

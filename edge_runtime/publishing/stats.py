@@ -80,7 +80,9 @@ class StatsReporter:
             if cascade is not None and cascade.escalation_checks:
                 pipelines[runner.name].update(
                     escalations=int(cascade.escalations),
-                    escalation_failures=int(cascade.escalation_failures))
+                    escalation_failures=int(cascade.escalation_failures),
+                    escalation_reloads=int(cascade.escalation_reloads),
+                    escalation_state=str(cascade.escalation_state))
             if cascade is not None and cascade.stages:
                 pipelines[runner.name]["stages"] = cascade.to_dict()
         for name, counts in outbox.pipelines.items():
