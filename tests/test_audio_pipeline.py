@@ -5,13 +5,24 @@ a real broker. And the configuration mistakes an audio pipeline can have, each n
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import EXAMPLES, VIBRATION_CSV, edge_runtime, wait_until, write_config
+from conftest import (
+    EXAMPLES,
+    REPO,
+    VIBRATION_CSV,
+    daemon_env,
+    edge_runtime,
+    wait_until,
+    write_config,
+)
 from edge_runtime.model.metadata import read_model_metadata
 from edge_runtime.sources.base import Kind
 from edge_runtime.sources.command_source import CommandOptions
@@ -59,24 +70,41 @@ def test_the_model_carries_its_features():
         is Kind.AUDIO
 
 
-def test_spoken_words_are_recognized_through_the_daemon(tmp_path, mosquitto, subscribe,
-                                                         start_daemon):
+@pytest.mark.parametrize("runtime", ["ai-edge-litert", "tflite-runtime"])
+def test_spoken_words_are_recognized_through_the_daemon(runtime, tmp_path, mosquitto, subscribe):
     """Two pipelines hear two different real recordings; each names its word, and no window is
-    confidently taken for another keyword."""
+    confidently taken for another keyword. The same code path on both runtimes."""
+    python = sys.executable
+    if runtime == "tflite-runtime":
+        python = os.environ.get("EDGE_RUNTIME_TFLITE_PYTHON", "")
+        if not python or not Path(python).exists():
+            pytest.skip("no tflite-runtime venv (deploy/run-tests.sh sets "
+                        "EDGE_RUNTIME_TFLITE_PYTHON)")
     sub = subscribe("edge/test-pi/+/result")
-    config = write_config(tmp_path / "c.toml", mosquitto, [
-        listening("center", padded(tmp_path, "Front_Center")),
-        listening("left", padded(tmp_path, "Side_Left"))])
-    daemon = start_daemon(config)
+    pipelines = [listening("center", padded(tmp_path, "Front_Center")),
+                 listening("left", padded(tmp_path, "Side_Left"))]
+    for pipeline in pipelines:
+        pipeline["model"]["runtime"] = runtime
+    config = write_config(tmp_path / "c.toml", mosquitto, pipelines)
+    log = tmp_path / "daemon.log"
+    with log.open("wb") as out:
+        daemon = subprocess.Popen([python, "-m", "edge_runtime", "run", "--config", str(config)],
+                                  stdout=out, stderr=subprocess.STDOUT, env=daemon_env(),
+                                  cwd=REPO)
+    try:
+        def heard(name: str, word: str) -> bool:
+            """The word, then the silence after the phrase: the whole recording went through."""
+            results = sub.json_on(f"edge/test-pi/{name}/result")
+            labels = [r["classes"][0]["label"] for r in results]
+            return word in labels and "silence" in labels[labels.index(word):]
 
-    def heard(name: str, word: str) -> bool:
-        """The word, then the silence after the phrase: the whole recording went through."""
-        labels = [r["classes"][0]["label"] for r in sub.json_on(f"edge/test-pi/{name}/result")]
-        return word in labels and "silence" in labels[labels.index(word):]
-
-    wait_until(lambda: heard("center", "center") and heard("left", "left"), 60)
-    daemon.signal(15)
-    assert daemon.wait(30) == 0, daemon.log
+        wait_until(lambda: heard("center", "center") and heard("left", "left"), 60)
+        daemon.send_signal(signal.SIGTERM)
+        assert daemon.wait(30) == 0, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            daemon.kill()
+            daemon.wait(10)
     for name, word in (("center", "center"), ("left", "left")):
         results = sub.json_on(f"edge/test-pi/{name}/result")
         confident = [r["classes"][0] for r in results if r["classes"][0]["score"] >= 0.6]
