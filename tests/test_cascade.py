@@ -4,6 +4,8 @@ errors, on real models (the trained shapes detector, the digits CNNs) and real i
 from __future__ import annotations
 
 import json
+import os
+import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -12,17 +14,26 @@ import jsonschema
 import numpy as np
 import pytest
 
-from conftest import DIGITS_FLOAT, DIGITS_INT8, DIGITS_SAMPLES, edge_runtime, write_config
+import stage_batching
+from conftest import (
+    DIGITS_FLOAT,
+    DIGITS_INT8,
+    DIGITS_SAMPLES,
+    daemon_env,
+    edge_runtime,
+    write_config,
+)
 from edge_runtime.config.cascade import CropConfig
 from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.pipeline.assembly import PipelineParts, assemble
-from edge_runtime.pipeline.cascade import CascadeStats, Stage, StageCounters
+from edge_runtime.pipeline.cascade import CascadeStats
 from edge_runtime.pipeline.crops import Region, crop_region, cut, to_frame_geometry
 from edge_runtime.preprocessing.geometry import Geometry
 from edge_runtime.sources.base import Frame
 from test_detection_daemon import SCENES, SCHEMA, SHAPES_MODEL, draw_scenes, iou
 
+TFLITE_PYTHON = os.environ.get("EDGE_RUNTIME_TFLITE_PYTHON", "")
 BOX = {"xmin": 0.25, "ymin": 0.5, "xmax": 0.5, "ymax": 0.75}  # 25x10 px in a 100x40 frame
 
 
@@ -157,51 +168,41 @@ def test_stage_result_is_what_a_pipeline_of_that_model_publishes(tmp_path):
 
 # -- batching ------------------------------------------------------------------------------------
 
-def several_shapes() -> tuple[Frame, list[dict[str, Any]]]:
-    image = np.full((120, 240, 3), (40, 120, 40), np.uint8)
-    detections = []
-    for i in range(6):
-        x0, y0 = 8 + i * 38, 20 + (i % 3) * 25
-        if i % 2:
-            cv2.circle(image, (x0 + 14, y0 + 14), 14, (20, 20, 160), -1, cv2.LINE_AA)
-        else:
-            cv2.rectangle(image, (x0, y0), (x0 + 27, y0 + 27), (230, 230, 20), -1)
-        detections.append({"label": "square" if i % 2 == 0 else "disc", "score": 0.9 - i * 0.1,
-                           "box": {"xmin": x0 / 240, "ymin": y0 / 120,
-                                   "xmax": (x0 + 28) / 240, "ymax": (y0 + 28) / 120}})
-    return Frame(image, 0), detections
-
-
-def test_batched_crops_give_the_one_by_one_results_in_one_invoke(tmp_path):
-    (tmp_path / "scenes").mkdir()
-    app = load_config(shapes_config(tmp_path, None))
-    parts = assemble(app.pipelines[0], app)
-    batched = parts.cascade.stages[0]
-    assert batched.capacity == 8 and batched.resizable  # det_shapes accepts resize_tensor_input
-    one_by_one = Stage(batched.config, assemble(app.pipelines[0], app).cascade.stages[0].parts,
-                       batching=False)
-    assert one_by_one.capacity == 1
-    digits = parts.cascade.stages[1]
-    assert digits.capacity == 1  # its Reshape is fixed to a batch of 1: crop by crop
-
-    frame, detections = several_shapes()
-    a, b = [dict(d) for d in detections], [dict(d) for d in detections]
-    counted_a, counted_b = StageCounters(), StageCounters()
-    batched.run(frame, a, counted_a)
-    one_by_one.run(frame, b, counted_b)
-    assert (counted_a.invocations, counted_a.crops) == (1, 6)
-    assert (counted_b.invocations, counted_b.crops) == (6, 6)
-    for x, y in zip(a, b):
-        got, want = x["stages"]["shape"]["detections"], y["stages"]["shape"]["detections"]
+def check_batched_is_one_by_one(report: dict[str, Any]) -> None:
+    """The shape stage batched (one invoke) gives what it gives crop by crop (stage_batching.py)."""
+    assert report["capacity"] == {"batched": 8, "resizable": True,  # det_shapes resizes
+                                  "one_by_one": 1, "digits": 1}  # digits: fixed batch of 1
+    batched, one_by_one, few = report["batched"], report["one_by_one"], report["few"]
+    assert (batched["invocations"], batched["crops"]) == (1, 6)
+    assert (one_by_one["invocations"], one_by_one["crops"]) == (6, 6)
+    for x, y in zip(batched["stages"], one_by_one["stages"]):
+        got, want = x["shape"]["detections"], y["shape"]["detections"]
         assert [d["label"] for d in got] == [d["label"] for d in want] and got
         for d, e in zip(got, want):
             assert d["score"] == pytest.approx(e["score"], abs=1e-4)
             assert d["box"] == pytest.approx(e["box"], abs=1e-4)
     # a frame with fewer crops resizes the batch down, and back up for more
-    few = [dict(d) for d in detections[:2]]
-    batched.run(frame, few, counted_a)
-    assert batched.model.inputs[0].shape[0] == 2 and counted_a.invocations == 2
-    assert few[0]["stages"] == a[0]["stages"]
+    assert few["batch"] == 2 and few["invocations"] == 2 and few["crops"] == 8
+    assert few["stages"][0] == batched["stages"][0]
+
+
+def test_batched_crops_give_the_one_by_one_results_in_one_invoke(tmp_path):
+    report = stage_batching.report(tmp_path, "ai-edge-litert")
+    assert report["runtime"].startswith("ai-edge-litert")
+    check_batched_is_one_by_one(report)
+
+
+@pytest.mark.skipif(not TFLITE_PYTHON or not Path(TFLITE_PYTHON).exists(),
+                    reason="no tflite-runtime venv (deploy/run-tests.sh makes one on Python 3.11 "
+                           "and sets EDGE_RUNTIME_TFLITE_PYTHON)")
+def test_batched_crops_give_the_one_by_one_results_on_tflite_runtime(tmp_path):
+    done = subprocess.run([TFLITE_PYTHON, str(Path(stage_batching.__file__)), str(tmp_path),
+                           "tflite-runtime"], capture_output=True, text=True, timeout=120,
+                          env=daemon_env())
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    assert report["runtime"] == "tflite-runtime 2.14.0"
+    check_batched_is_one_by_one(report)
 
 
 # -- escalation ----------------------------------------------------------------------------------
