@@ -136,7 +136,7 @@ class ModelConfig:
     path: Path
     # "auto": the pipeline times 1..cores at start and keeps the fastest (pipeline/auto_threads.py)
     threads: int | Literal["auto"] = field(default=2, metadata=_threads_check())
-    runtime: Literal["auto", "ai-edge-litert", "tflite-runtime", "tensorflow"] = "auto"
+    runtime: Literal["auto", "ai-edge-litert", "tflite-runtime"] = "auto"
     # "edgetpu" or a delegate library path; unavailable -> CPU (logged, shown in stats)
     delegate: str | None = None
 

@@ -2,7 +2,8 @@
 
 A delegate that is configured but unavailable (library not installed, device unplugged, a file
 that is not a delegate) must not keep the pipeline down: the model runs on the CPU instead, the
-log says why, and `ModelHandle.delegate` reports e.g. "cpu (edgetpu unavailable)" for stats/info.
+log says why, and `LoadedModel.delegate` (passed on to `PipelineParts.delegate` and
+`PipelineStats.delegate`) reports e.g. "cpu (edgetpu unavailable)" for stats and `info`.
 """
 
 from __future__ import annotations

@@ -1,8 +1,11 @@
 """Choosing the TFLite runtime at run time: one code path for every runtime we support.
 
-ai-edge-litert, tflite-runtime and tensorflow.lite expose the same `Interpreter` and
-`load_delegate` API, so the rest of the daemon never knows which one it got. TensorFlow is only a
-last resort when neither light runtime can be imported; a normal install never loads it.
+ai-edge-litert (a dependency of edge-runtime, so always there) and tflite-runtime (the `tflite`
+extra, Python 3.11) expose the same `Interpreter` and `load_delegate` API, so the rest of the
+daemon never knows which one it got. TensorFlow is not a runtime of the daemon: it used to be a
+last resort here, but `tf.lite.Interpreter` is gone since TensorFlow 2.20 (the convert extra
+pins 2.21), so that fallback could only fail, and the daemon never imports TensorFlow
+(tests/test_no_tensorflow.py runs it and watches every import).
 """
 
 from __future__ import annotations
@@ -23,7 +26,6 @@ AUTO = "auto"
 _BACKENDS: dict[str, tuple[str, str]] = {
     "ai-edge-litert": ("ai_edge_litert.interpreter", "ai-edge-litert"),
     "tflite-runtime": ("tflite_runtime.interpreter", "tflite-runtime"),
-    "tensorflow": ("tensorflow.lite", "tensorflow"),
 }
 BACKEND_NAMES = tuple(_BACKENDS)
 
@@ -46,10 +48,7 @@ class Runtime:
 def _import_backend(name: str) -> Runtime:
     module_name, dist = _BACKENDS[name]
     module = importlib.import_module(module_name)
-    if name == "tensorflow":
-        interpreter_class, load_delegate = module.Interpreter, module.experimental.load_delegate
-    else:
-        interpreter_class, load_delegate = module.Interpreter, module.load_delegate
+    interpreter_class, load_delegate = module.Interpreter, module.load_delegate
     try:
         version = importlib_metadata.version(dist)
     except importlib_metadata.PackageNotFoundError:
