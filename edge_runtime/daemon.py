@@ -121,5 +121,7 @@ class Daemon:
         waiting = self.publisher.pending()
         if waiting:
             broker += f" ({waiting} results to deliver)"
-        parts = [f"{r.name}: {r.stats.state}, {r.stats.results} results" for r in self.runners]
+        parts = [f"{r.name}: {r.stats.state}, {r.stats.results} results"
+                 + (f", {r.stats.source_reconnects} source reconnects" if r.stats.source_reconnects else "")
+                 for r in self.runners]
         return f"{broker}; " + "; ".join(parts)

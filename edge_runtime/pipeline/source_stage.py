@@ -1,5 +1,11 @@
 """The source thread: open, read and pace a source into the FrameSlot; a failing source is closed
 and reopened with backoff (degraded, not hung: it keeps beating), `EndOfStream` ends it.
+
+The backoff starts over only when a reopened source delivers a frame, not when `open` succeeds:
+a network camera that accepts the connection and then sends nothing (or a command that starts and
+exits at once) would otherwise be reopened at the minimum delay forever. Each failure counts in
+`PipelineStats.source_failures`; each recovery (a frame again after failures) in
+`source_reconnects`.
 """
 
 from __future__ import annotations
@@ -31,12 +37,15 @@ class SourceStage:
         self._heartbeats = heartbeats
         self._stop = stop
         self._interval = 1.0 / fps if fps > 0 else 0.0  # 0: as fast as the source gives frames
-        self._retry = retry or RetryConfig().source  # [retry] source
+        retry = retry or RetryConfig().source  # [retry] source
+        self.backoff = Backoff(retry.min_delay, retry.max_delay)  # owned by the source thread
 
     def run(self) -> None:
         beat = self._heartbeats.register(f"source-{self.name}")
-        backoff = Backoff(self._retry.min_delay, self._retry.max_delay)
+        backoff = self.backoff
         source, is_open, stats = self.source, False, self._stats
+        failed = False  # failed since the last frame: the next frame is a reconnect
+        delivered = False  # a frame came since the last open: the backoff has started over
         next_frame_at = 0.0
         try:
             while not self._stop.is_set():
@@ -44,8 +53,7 @@ class SourceStage:
                 try:
                     if not is_open:
                         source.open()
-                        is_open = True
-                        backoff.reset()
+                        is_open, delivered = True, False
                         logger.info("pipeline %s: source open", self.name)
                     frame = source.read()
                 except EndOfStream:
@@ -54,6 +62,8 @@ class SourceStage:
                 except Exception as exc:  # noqa: BLE001 - any source failure is retried, never fatal
                     delay = backoff.next_delay()
                     stats.source_retrying = True
+                    stats.source_failures += 1
+                    failed = True
                     logger.warning("pipeline %s: source failed: %s; retrying in %.1fs",
                                    self.name, exc, delay, exc_info=not isinstance(exc, SourceError))
                     source.close()
@@ -62,6 +72,12 @@ class SourceStage:
                     continue
                 if frame is None:
                     continue
+                if not delivered:  # the (re)opened source works: start the backoff over
+                    backoff.reset()
+                    delivered = True
+                    if failed:
+                        stats.source_reconnects += 1
+                        failed = False
                 stats.source_retrying = False
                 if self._interval:
                     now = time.monotonic()

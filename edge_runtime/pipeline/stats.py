@@ -33,6 +33,8 @@ class PipelineStats:
     failures: int = 0  # inference: model failures (each followed by a reload)
     model_state: str = "starting"  # inference: starting, running, model-retrying, stopped, finished
     source_retrying: bool = False  # source: the source failed and waits for its next attempt
+    source_failures: int = 0  # source: reads or opens that failed (each followed by a backoff)
+    source_reconnects: int = 0  # source: recoveries (frames again after failures)
     delegate: str = "cpu"  # inference (at a reload): what the model runs on, e.g. "cpu (edgetpu unavailable)"
     threads: int = 1  # inference: the interpreter's thread count now
     threads_auto: TunerReport | None = None  # inference: with threads = "auto", what it measured

@@ -70,6 +70,9 @@ class StatsReporter:
                 "paused": int(getattr(stats, "paused", 0)),  # not inferred while paused by command
                 "delegate": str(getattr(stats, "delegate", "cpu")),  # "cpu (edgetpu unavailable)"
                 "bad_inputs": int(runner.input_errors()),
+                # the source failed (camera gone, stream stalled) / came back after failing
+                "source_failures": int(getattr(stats, "source_failures", 0)),
+                "source_reconnects": int(getattr(stats, "source_reconnects", 0)),
                 "failures": int(stats.failures),
                 "interpreter": runner.meter.snapshot().to_dict(),
                 "threads": int(stats.threads),

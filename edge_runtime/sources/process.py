@@ -27,11 +27,11 @@ from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
 from edge_runtime.sources.base import SourceError
-from edge_runtime.supervision.threads import NamedThread, _libc
+from edge_runtime.supervision.libc import PR_SET_PDEATHSIG, libc
+from edge_runtime.supervision.threads import NamedThread
 
 logger = logging.getLogger(__name__)
 
-_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
 CHUNK = 1 << 16  # bytes per read from the child's stdout
 STDERR_BURST = 20  # stderr lines logged per period before the rest of the period is held back
 STDERR_PERIOD = 10.0
@@ -41,11 +41,11 @@ STOP_GRACE = 2.0  # seconds between SIGTERM and SIGKILL
 def _die_with_parent_hook() -> Callable[[], None]:
     """A preexec_fn that makes the child receive SIGKILL when its parent thread ends."""
     parent = os.getpid()
-    libc = _libc()
+    c = libc()
 
     def hook() -> None:  # runs in the child between fork and exec: no logging, no locks
-        if libc is not None:
-            libc.prctl(_PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
+        if c is not None:
+            c.prctl(PR_SET_PDEATHSIG, ctypes.c_ulong(signal.SIGKILL), 0, 0, 0)
         if os.getppid() != parent:  # the parent died before prctl took effect
             os._exit(1)
 

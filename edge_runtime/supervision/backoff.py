@@ -18,5 +18,10 @@ class Backoff:
         self._attempt = min(self._attempt + 1, 30)
         return self._rng.uniform(self.minimum, ceiling)
 
+    @property
+    def attempt(self) -> int:
+        """Delays drawn since the last reset (capped at 30): the exponent of the next ceiling."""
+        return self._attempt
+
     def reset(self) -> None:
         self._attempt = 0

@@ -8,33 +8,20 @@ the first 15 bytes; elsewhere, or if libc refuses, the thread simply keeps its d
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
-import sys
 import threading
-from functools import lru_cache
-from typing import Any
 
-_PR_SET_NAME = 15  # from <linux/prctl.h>
+from edge_runtime.supervision.libc import PR_SET_NAME, libc
+
 KERNEL_NAME_BYTES = 15
-
-
-@lru_cache(maxsize=1)
-def _libc() -> Any:
-    if not sys.platform.startswith("linux"):
-        return None
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
 
 
 def set_kernel_thread_name(name: str) -> bool:
     """Name the calling thread for the kernel; False where that is not possible."""
-    libc = _libc()
-    if libc is None:
+    c = libc()
+    if c is None:
         return False
     raw = name.encode("utf-8", "replace")[:KERNEL_NAME_BYTES]
-    return libc.prctl(_PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
+    return c.prctl(PR_SET_NAME, ctypes.c_char_p(raw), 0, 0, 0) == 0
 
 
 class NamedThread(threading.Thread):
