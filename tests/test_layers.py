@@ -131,14 +131,19 @@ def test_a_cycle_is_detected() -> None:
     assert cycle is not None and "edge_runtime.config" in cycle and "edge_runtime.sources" in cycle
 
 
-def test_importing_config_loads_no_other_part() -> None:
-    """The same, for real: importing every config module pulls in nothing else of the daemon."""
-    modules = sorted(module_name(p) for p in (PACKAGE / "config").glob("*.py"))
+def loaded_by_importing(part: str) -> list[str]:
+    """Every module in sys.modules after a fresh interpreter imports each module of `part`."""
+    modules = sorted(module_name(p) for p in (PACKAGE / part).glob("*.py"))
     code = ("import importlib, sys\n"
             f"for m in {modules!r}: importlib.import_module(m)\n"
-            "print('\\n'.join(sorted(m for m in sys.modules if m.startswith('edge_runtime.'))))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.split()
+            "print('\\n'.join(sorted(sys.modules)))")
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True,
+                          text=True, check=True).stdout.split()
+
+
+def test_importing_config_loads_no_other_part() -> None:
+    """The same, for real: importing every config module pulls in nothing else of the daemon."""
+    out = [m for m in loaded_by_importing("config") if m.startswith("edge_runtime.")]
     assert "edge_runtime.config.loader" in out
     assert [m for m in out if not m.startswith("edge_runtime.config")] == []
 
@@ -171,11 +176,6 @@ def test_a_part_does_not_reach_into_another(part: str, forbidden: tuple[str, ...
 def test_importing_the_pipeline_loads_no_publishing() -> None:
     """Transitively too: every pipeline/ module imported, and no publishing/ module is (paho
     may be: the mqtt source uses the transport)."""
-    modules = sorted(module_name(p) for p in (PACKAGE / "pipeline").glob("*.py"))
-    code = ("import importlib, sys\n"
-            f"for m in {modules!r}: importlib.import_module(m)\n"
-            "print('\\n'.join(sorted(sys.modules)))")
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                         check=True).stdout.split()
+    out = loaded_by_importing("pipeline")
     assert "edge_runtime.pipeline.runner" in out and "edge_runtime.sources.registry" in out
     assert [m for m in out if m.startswith("edge_runtime.publishing")] == []
