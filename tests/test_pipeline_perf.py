@@ -7,7 +7,7 @@ mosquitto and a real subscriber. Speed itself is measured in bench/, not here.
 from __future__ import annotations
 
 import json
-import time
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -45,11 +45,26 @@ def many_frames(folder: Path, copies: int) -> Path:
     return folder
 
 
+class GatedSink:
+    """The real publisher behind a gate: while it is closed, the publish stage waits in it (a
+    pipeline whose output is slower than its live input)."""
+
+    def __init__(self, publisher: MqttPublisher) -> None:
+        self.publisher = publisher
+        self.open = threading.Event()
+        self.entered = threading.Event()
+
+    def publish_results(self, pipeline: str, bodies: Any) -> list[int]:
+        self.entered.set()
+        self.open.wait(120)
+        return self.publisher.publish_results(pipeline, bodies)
+
+
 class Run:
     """One pipeline run in-process: runner + publisher + subscriber."""
 
     def __init__(self, tmp_path: Path, broker: Any, subscribe: Any, pipeline: dict[str, Any],
-                 overlap: bool | None) -> None:
+                 overlap: bool | None, gated: bool = False) -> None:
         name = pipeline["name"]
         config = write_config(tmp_path / f"{name}.toml", broker, [pipeline])
         self.app = load_config(config)
@@ -58,8 +73,9 @@ class Run:
         self.subscriber = subscribe(self.topic)
         self.heartbeats = Heartbeats()
         self.publisher = MqttPublisher(self.app, self.heartbeats)
+        self.gate = GatedSink(self.publisher) if gated else None
         self.runner = PipelineRunner(self.parts, lambda: assemble(self.app.pipelines[0], self.app),
-                                     self.publisher, self.app.device.id, self.heartbeats,
+                                     self.gate or self.publisher, self.app.device.id, self.heartbeats,
                                      overlap=overlap)
 
     def start(self) -> Run:
@@ -195,26 +211,56 @@ def test_no_input_buffer_is_allocated_per_frame(tmp_path: Path, mosquitto, subsc
 
 def test_a_live_source_gets_its_newest_frame_through_the_stages(tmp_path: Path, mosquitto,
                                                                 subscribe) -> None:
-    # An mqtt sensor source is live: when the worker is busy, older windows are replaced.
+    """A live (mqtt) source while the pipeline's output is stuck: the windows that arrive meanwhile
+    replace each other (counted in `dropped`), and once it moves again the newest one is published.
+    Every window the source read is either published or counted, none is lost silently."""
+    import paho.mqtt.client as mqtt
+
     run = Run(tmp_path, mosquitto, subscribe, {
         "name": "live", "source": {"type": "mqtt", "topic": "sensors/vib", "window": 32,
                                    "stride": 32},
-        "model": {"path": str(VIBRATION_MODEL), "threads": 1}}, overlap=True).start()
-    import paho.mqtt.client as mqtt
-
+        "model": {"path": str(VIBRATION_MODEL), "threads": 1}}, overlap=True, gated=True).start()
+    assert run.gate is not None
     client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2)
     client.connect(mosquitto.host, mosquitto.port)
     client.loop_start()
-    try:
-        rows = np.random.default_rng(0).normal(0, 1, (32, 3)).round(3).tolist()
-        deadline = time.monotonic() + 60
-        while run.runner.stats.results < 3 and time.monotonic() < deadline:
+    rng = np.random.default_rng(0)
+    sent = 0
+
+    def send_window() -> None:
+        """One window (32 rows: window = stride = 32), read by the source before the next."""
+        nonlocal sent
+        rows = rng.normal(0, 1, (32, 3)).round(3).tolist()
+        # The subscription may not be in place yet for the first window: send it again until read.
+        while True:
             client.publish("sensors/vib", json.dumps(rows), qos=1).wait_for_publish(5)
-            time.sleep(0.05)
+            try:
+                wait_until(lambda: run.runner.stats.frames > sent, 2 if sent == 0 else 30)
+                break
+            except AssertionError:
+                if sent:
+                    raise
+        sent += 1
+
+    try:
+        send_window()
+        wait_until(run.gate.entered.is_set, 30)  # the first result waits in the publish stage
+        for _ in range(JOBS + 8):  # more windows than the stages can hold
+            send_window()
+        dropped_while_stuck = run.runner.dropped
+        run.gate.open.set()
+        wait_until(lambda: run.runner.stats.results + run.runner.dropped >= sent, 30)
     finally:
+        run.gate.open.set()
         client.disconnect()
         client.loop_stop()
     run.runner.stop()
     results = run.finish()
-    assert len(results) >= 3
+    frames = [r["source"]["frame"] for r in results]
+    assert run.runner.stats.frames == sent
+    assert dropped_while_stuck >= 8 - 1  # the stages hold JOBS windows and the slot one
+    assert len(results) + run.runner.dropped == sent  # published or counted, never lost
+    assert frames == sorted(frames) and frames[0] == 0
+    assert frames[-1] == sent - 1  # the newest window got through once the pipeline moved
+    assert len(set(range(sent)) - set(frames)) == run.runner.dropped
     assert [r["seq"] for r in results] == list(range(len(results)))
