@@ -317,6 +317,8 @@ def test_garbage_on_a_sensor_topic_is_counted_and_good_readings_still_work(
         b"",
         b"null",
         b'[{"ax": 1}]',
+        b'{"ax": 1}',  # columns missing
+        b"[1, 2]",  # a row of the wrong length
         b'{"ax": [1], "ay": 0, "az": 1}',
     ]
     good = 0
