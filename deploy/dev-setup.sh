@@ -33,6 +33,8 @@ if [[ ",$extras," == *,test,* ]]; then
     # Input tests: ffmpeg writes each format of the command source from files; alsa-utils ships
     # the spoken-word recordings under /usr/share/sounds/alsa (and arecord).
     have ffmpeg || apt_packages+=(ffmpeg)
+    # tests/test_outbox.py counts the outbox's fsync calls with strace.
+    have strace || apt_packages+=(strace)
     [ -e /usr/share/sounds/alsa/Front_Center.wav ] || apt_packages+=(alsa-utils)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then

@@ -7,6 +7,7 @@ import os
 import shutil
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -215,6 +216,25 @@ def write_config(path: Path, broker: Broker | None, pipelines: list[dict[str, An
 def digits_pipeline(name: str = "digits", model: Path = DIGITS_INT8, **source: Any) -> dict[str, Any]:
     return {"name": name, "source": {"type": "images", "path": str(DIGITS_SAMPLES), **source},
             "model": {"path": str(model), "threads": 1}}
+
+
+def outbox_state(path: Path) -> tuple[int, dict[str, int]]:
+    """(depth, {pipeline: next seq}) read from the daemon's outbox while it runs."""
+    if not path.exists():
+        return 0, {}
+    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+    try:
+        depth = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
+        seqs = dict(db.execute("SELECT name, next_seq FROM pipelines").fetchall())
+    except sqlite3.OperationalError:  # not created yet
+        return 0, {}
+    finally:
+        db.close()
+    return depth, seqs
+
+
+def produced(path: Path, pipeline: str = "digits") -> int:
+    return outbox_state(path)[1].get(pipeline, 0)
 
 
 def daemon_env(**extra: str) -> dict[str, str]:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import signal
-import sqlite3
 import threading
 from pathlib import Path
 from typing import Any
@@ -19,7 +18,15 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from conftest import VIBRATION_MODEL, Broker, digits_pipeline, wait_until, write_config
+from conftest import (
+    VIBRATION_MODEL,
+    Broker,
+    digits_pipeline,
+    outbox_state,
+    produced,
+    wait_until,
+    write_config,
+)
 from edge_runtime.publishing.outbox import SqliteOutbox
 
 RESULTS = "edge/test-pi/digits/result"
@@ -82,25 +89,6 @@ def durable_subscriber(durable_broker: Broker):
     sub = DurableSubscriber(durable_broker, ["edge/test-pi/+/result", STATS])
     yield sub
     sub.close()
-
-
-def outbox_state(path: Path) -> tuple[int, dict[str, int]]:
-    """(depth, {pipeline: next seq}) read from the daemon's outbox while it runs."""
-    if not path.exists():
-        return 0, {}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        depth = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        seqs = dict(db.execute("SELECT name, next_seq FROM pipelines").fetchall())
-    except sqlite3.OperationalError:  # not created yet
-        return 0, {}
-    finally:
-        db.close()
-    return depth, seqs
-
-
-def produced(path: Path, pipeline: str = "digits") -> int:
-    return outbox_state(path)[1].get(pipeline, 0)
 
 
 def assert_complete(got: list[int], total: int) -> int:
