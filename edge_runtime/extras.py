@@ -13,6 +13,7 @@ from edge_runtime.homeassistant.service import HomeAssistantService
 from edge_runtime.homeassistant.snapshot import SnapshotPolicy, SnapshotWorker
 from edge_runtime.messages.topics import Topics
 from edge_runtime.pipeline.observer import ResultObserver, discovery_config, plan
+from edge_runtime.postprocessing.task import EntityContext
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.tracking.objects import ObjectTracker
 from edge_runtime.tracking.tracker import Tracker
@@ -46,11 +47,12 @@ class Extras:
                 heartbeats)
         observers = {}
         for part, objects, zones, info in plans:
-            name, labels = part.config.name, info.labels
+            name = part.config.name
             tracker = objects.tracker if objects else None
             snap = objects.snapshot if objects else None
             observers[name] = ResultObserver(
-                pipeline=name, task=part.task, labels=labels, zones=tuple(z.name for z in zones),
+                pipeline=name, task=part.task_plugin,
+                entity=EntityContext(info.labels, tuple(z.name for z in zones)),
                 events=publisher.publish_events,
                 objects=ObjectTracker(app.device.id, name, Tracker(
                     tracker.max_age, tracker.min_hits, tracker.iou_threshold), zones)

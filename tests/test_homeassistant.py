@@ -26,11 +26,18 @@ from edge_runtime.homeassistant.discovery import (
     with_removals,
 )
 from edge_runtime.homeassistant.snapshot import SnapshotPolicy, render
-from edge_runtime.homeassistant.states import StateThrottle, entity_state
+from edge_runtime.homeassistant.states import StateThrottle
 from edge_runtime.messages.topics import Topics
+from edge_runtime.postprocessing.registry import TASKS
+from edge_runtime.postprocessing.task import EntityContext
 from ha_scenes import ha_config, moving_square
 
 SCHEMAS = REPO / "edge_runtime" / "schemas"
+
+
+def entity_state(task: str, ts: str, fields: dict, labels: tuple, zones: tuple) -> tuple:
+    """The entity state the task plugin makes for a result."""
+    return TASKS[task].entity_state(ts, fields, EntityContext(labels, zones))
 VALID_ID = re.compile(r"^[a-zA-Z0-9_-]+$")
 VALID_ENTITY_ID = re.compile(r"^[a-z_]+\.[a-z0-9_]+$")
 
@@ -413,7 +420,7 @@ def test_events_that_cannot_be_stored_are_logged_and_tracking_goes_on(caplog) ->
             raise OSError("disk full")
         stored.extend(bodies)
 
-    observer = ResultObserver("door", "detection", ("person",), (), events,
+    observer = ResultObserver("door", TASKS["detection"], EntityContext(("person",)), events,
                               objects=ObjectTracker("pi", "door", Tracker(min_hits=1)))
     frame = Frame(np.zeros((10, 10, 3), np.uint8), 0, captured=1.0)
     box = {"xmin": 0.1, "ymin": 0.1, "xmax": 0.5, "ymax": 0.5}

@@ -10,7 +10,11 @@ import pytest
 
 from conftest import DIGITS_INT8, DIGITS_SAMPLES, edge_runtime, write_config
 from edge_runtime.config.schema import PublishConfig
-from edge_runtime.pipeline.publish_policy import PublishPolicy, label_key
+from edge_runtime.pipeline.publish_policy import PublishPolicy
+from edge_runtime.postprocessing.registry import TASKS
+
+CLASSES = TASKS["classification"].summarize  # what `change` compares, as the task says
+DETECTIONS = TASKS["detection"].summarize
 
 
 class FakeClock:
@@ -41,13 +45,13 @@ def decide(policy: PublishPolicy, clock: FakeClock,
 
 def test_every_mode_publishes_everything() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(), clock)
+    policy = PublishPolicy(PublishConfig(), CLASSES, clock)
     assert decide(policy, clock, [(i * 0.01, top("cat")) for i in range(5)]) == [True] * 5
 
 
 def test_every_mode_with_min_interval_caps_the_rate() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(min_interval=1.0), clock)
+    policy = PublishPolicy(PublishConfig(min_interval=1.0), CLASSES, clock)
     timeline = [(t / 4, top("cat")) for t in range(13)]  # 4 results/s for 3 s
     published = [t for (t, _), ok in zip(timeline, decide(policy, clock, timeline)) if ok]
     assert published == [0.0, 1.0, 2.0, 3.0]
@@ -55,7 +59,7 @@ def test_every_mode_with_min_interval_caps_the_rate() -> None:
 
 def test_change_mode_publishes_the_first_result_and_each_change() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(mode="change", max_interval=0), clock)
+    policy = PublishPolicy(PublishConfig(mode="change", max_interval=0), CLASSES, clock)
     labels = ["cat", "cat", "dog", "dog", "dog", "cat", "cat"]
     timeline = [(float(i), top(label)) for i, label in enumerate(labels)]
     assert decide(policy, clock, timeline) == [True, False, True, False, False, True, False]
@@ -63,7 +67,7 @@ def test_change_mode_publishes_the_first_result_and_each_change() -> None:
 
 def test_change_mode_republishes_an_unchanged_result_after_max_interval() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(mode="change", max_interval=5.0), clock)
+    policy = PublishPolicy(PublishConfig(mode="change", max_interval=5.0), CLASSES, clock)
     timeline = [(float(t), top("cat")) for t in range(12)]
     published = [t for (t, _), ok in zip(timeline, decide(policy, clock, timeline)) if ok]
     assert published == [0.0, 5.0, 10.0]
@@ -71,7 +75,8 @@ def test_change_mode_republishes_an_unchanged_result_after_max_interval() -> Non
 
 def test_change_mode_min_interval_delays_a_change_until_the_cap_allows_it() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(mode="change", min_interval=2.0, max_interval=0), clock)
+    policy = PublishPolicy(PublishConfig(mode="change", min_interval=2.0, max_interval=0),
+                           CLASSES, clock)
     timeline = [(0.0, top("cat")), (0.5, top("dog")), (1.0, top("dog")), (2.5, top("dog")),
                 (3.0, top("cat")), (4.5, top("cat"))]
     # dog at 0.5 is held by the cap; still dog at 2.5 -> published then. cat at 3.0 is held;
@@ -81,26 +86,28 @@ def test_change_mode_min_interval_delays_a_change_until_the_cap_allows_it() -> N
 
 def test_a_change_back_within_the_cap_is_not_published() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(mode="change", min_interval=2.0, max_interval=0), clock)
+    policy = PublishPolicy(PublishConfig(mode="change", min_interval=2.0, max_interval=0),
+                           CLASSES, clock)
     timeline = [(0.0, top("cat")), (0.5, top("dog")), (1.0, top("cat")), (3.0, top("cat"))]
     assert decide(policy, clock, timeline) == [True, False, False, False]
 
 
 def test_detections_compare_the_set_of_labels() -> None:
     clock = FakeClock()
-    policy = PublishPolicy(PublishConfig(mode="change", max_interval=0), clock)
+    policy = PublishPolicy(PublishConfig(mode="change", max_interval=0), DETECTIONS, clock)
     timeline = [(0.0, detected("person", "car")), (1.0, detected("car", "person")),
                 (2.0, detected("car", "person", "person")), (3.0, detected("car")),
                 (4.0, detected()), (5.0, detected())]
     assert decide(policy, clock, timeline) == [True, False, False, True, True, False]
 
 
-def test_label_keys() -> None:
-    assert label_key(top("x")) == "x"
-    assert label_key({"classes": []}) is None  # nothing above the threshold is a state too
-    assert label_key(detected("a", "b", "a")) == frozenset({"a", "b"})
+def test_task_summaries() -> None:
+    assert CLASSES(top("x")) == "x"
+    assert CLASSES({"classes": []}) is None  # nothing above the threshold is a state too
+    assert DETECTIONS(detected("a", "b", "a")) == frozenset({"a", "b"})
+    assert not TASKS["raw"].changes
     with pytest.raises(ValueError):
-        label_key({"outputs": {}})
+        TASKS["raw"].summarize({"outputs": {}})
 
 
 def test_change_mode_needs_labels(tmp_path: Path) -> None:

@@ -5,11 +5,12 @@ shared availability (the daemon's retained status topic: `online` / `offline`) a
 entry per entity. Home Assistant creates, updates or removes the entities from it; an empty
 retained payload removes them all (`ha-remove`).
 
-Entities per pipeline come from its task (`TASK_ENTITIES`): classification a sensor (top label,
-score and classes as attributes); detection a count sensor and a presence binary_sensor per label
-and a count sensor per zone; raw a sensor whose attributes are the outputs. Every pipeline adds
-diagnostics read from the retained stats message and, with `control = true`, a switch; image
-pipelines with snapshots add an `image` entity.
+Entities per pipeline come from its task (`Task.ha_entities`, postprocessing/task.py: plain
+descriptions this module turns into components): classification a sensor (top label, score and
+classes as attributes); detection a count sensor and a presence binary_sensor per label and a
+count sensor per zone; raw (and any task without its own) a sensor whose attributes are the
+task's value. Every pipeline adds diagnostics read from the retained stats message and, with
+`control = true`, a switch; image pipelines with snapshots add an `image` entity.
 
 Ids are stable (derived from the device id, pipeline name and label only) and use only
 `[a-zA-Z0-9_-]`: anything else becomes `_`, plus a short hash of the original when something
@@ -21,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import re
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from edge_runtime import __version__
 from edge_runtime.messages.topics import Topics
+from edge_runtime.postprocessing.registry import TASKS
+from edge_runtime.postprocessing.task import Entity, EntityContext, jinja_string
 
 ORIGIN = {"name": "edge-runtime", "sw": __version__}
 _UNSAFE = re.compile(r"[^a-zA-Z0-9_-]")
@@ -91,48 +94,17 @@ class _Builder:
                           "default_entity_id": f"{platform}.{_ENTITY.sub('_', unique.lower())}",
                           **options}
 
+    def add_entity(self, pipeline: str, entity: Entity) -> None:
+        """A task's entity, reading the pipeline's retained state."""
+        state = self.topics.state(pipeline)
+        options: dict[str, Any] = {"state_topic": state, "value_template": entity.value_template}
+        if entity.attributes:
+            options["json_attributes_topic"] = state
+        if entity.attributes_template:
+            options["json_attributes_template"] = entity.attributes_template
+        self.add(pipeline, "_".join(slug(part) for part in entity.key), entity.platform,
+                 f"{pipeline} {entity.name}", **options, **entity.options)
 
-def _classification(b: _Builder, info: PipelineInfo) -> None:
-    state = b.topics.state(info.name)
-    b.add(info.name, "label", "sensor", f"{info.name} label", state_topic=state,
-          value_template="{{ value_json.label if value_json.label is not none else 'none' }}",
-          json_attributes_topic=state, icon="mdi:label-outline")
-
-
-def _detection(b: _Builder, info: PipelineInfo) -> None:
-    state = b.topics.state(info.name)
-    for label in info.labels:
-        ref = "value_json.counts[" + _jinja_string(label) + "]"
-        b.add(info.name, f"count_{slug(label)}", "sensor", f"{info.name} {label} count",
-              state_topic=state, value_template=f"{{{{ {ref} | default(0) }}}}",
-              state_class="measurement", unit_of_measurement="objects", icon="mdi:counter")
-        b.add(info.name, f"present_{slug(label)}", "binary_sensor", f"{info.name} {label}",
-              state_topic=state, device_class="occupancy",
-              value_template=f"{{{{ 'ON' if ({ref} | default(0)) > 0 else 'OFF' }}}}")
-    for zone in info.zones:
-        ref = "value_json.zones[" + _jinja_string(zone) + "]"
-        b.add(info.name, f"zone_{slug(zone)}", "sensor", f"{info.name} {zone} zone count",
-              state_topic=state, value_template=f"{{{{ {ref} | default(0) }}}}",
-              json_attributes_topic=state,
-              json_attributes_template="{{ (value_json.zone_labels["
-              + _jinja_string(zone) + "] | default({})) | tojson }}",
-              state_class="measurement", unit_of_measurement="objects",
-              icon="mdi:vector-polygon")
-
-
-def _raw(b: _Builder, info: PipelineInfo) -> None:
-    state = b.topics.state(info.name)
-    b.add(info.name, "outputs", "sensor", f"{info.name} outputs", state_topic=state,
-          value_template="{{ value_json.ts }}", json_attributes_topic=state,
-          icon="mdi:code-json")
-
-
-# Which entities a task's results feed. Keyed by the task plugin's name (postprocessing/registry).
-TASK_ENTITIES: dict[str, Callable[[_Builder, PipelineInfo], None]] = {
-    "classification": _classification,
-    "detection": _detection,
-    "raw": _raw,
-}
 
 # (kind, name suffix, value in the stats message's pipelines.<name>, unit)
 DIAGNOSTICS = (
@@ -147,17 +119,12 @@ DIAGNOSTICS = (
 def _diagnostics(b: _Builder, info: PipelineInfo) -> None:
     stats = b.topics.topics.stats
     for kind, suffix, path, unit in DIAGNOSTICS:
-        ref = "value_json.pipelines[" + _jinja_string(info.name) + "]." + path
+        ref = "value_json.pipelines[" + jinja_string(info.name) + "]." + path
         options: dict[str, Any] = {"state_topic": stats, "entity_category": "diagnostic",
                                    "value_template": f"{{{{ {ref} }}}}"}
         if unit:
             options.update(unit_of_measurement=unit, state_class="measurement")
         b.add(info.name, kind, "sensor", f"{info.name} {suffix}", **options)
-
-
-def _jinja_string(value: str) -> str:
-    """A Jinja string literal (labels may hold quotes or backslashes)."""
-    return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
 
 
 def object_id(device: str) -> str:
@@ -169,7 +136,8 @@ def discovery_payload(device: str, topics: HaTopics, pipelines: list[PipelineInf
     """The device-based discovery message for a daemon with these pipelines."""
     b = _Builder(device, topics)
     for info in pipelines:
-        TASK_ENTITIES.get(info.task, _raw)(b, info)
+        for entity in TASKS[info.task].ha_entities(EntityContext(info.labels, info.zones)):
+            b.add_entity(info.name, entity)
         if info.snapshot:
             b.add(info.name, "snapshot", "image", f"{info.name} snapshot",
                   image_topic=topics.snapshot(info.name), content_type="image/jpeg")

@@ -16,7 +16,7 @@ import threading
 import time
 import zlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Hashable
 
 import cv2
 import numpy as np
@@ -31,26 +31,19 @@ _COLORS = [(56, 56, 255), (151, 157, 255), (31, 112, 255), (29, 178, 255), (49, 
            (10, 249, 72), (23, 204, 146), (134, 219, 61), (52, 147, 26), (187, 212, 0)]
 
 
-def labels_in(fields: dict[str, Any]) -> frozenset[str]:
-    """The labels a result shows: its detections', or its top class."""
-    if "detections" in fields:
-        return frozenset(str(d["label"]) for d in fields["detections"])
-    classes = fields.get("classes") or []
-    return frozenset([str(classes[0]["label"])]) if classes else frozenset()
-
-
 class SnapshotPolicy:
     def __init__(self, min_interval: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.min_interval = min_interval
         self._clock = clock
-        self._labels: frozenset[str] | None = None
+        self._shown: Hashable = object()  # nothing shown yet
         self._last = float("-inf")
         self._wanted = False
 
-    def should_take(self, labels: frozenset[str], appeared: bool) -> bool:
-        if labels != self._labels or appeared:
+    def should_take(self, shown: Hashable, appeared: bool) -> bool:
+        """`shown`: what the result shows (its task's summary: top label, set of labels)."""
+        if shown != self._shown or appeared:
             self._wanted = True
-        self._labels = labels
+        self._shown = shown
         now = self._clock()
         if self._wanted and now - self._last >= self.min_interval:
             self._wanted, self._last = False, now

@@ -6,10 +6,9 @@ something new: at once when its `key` changes (another top label, another count)
 most once per `REFRESH_S` (a classification score moving with every frame is not worth a
 message per frame to every Home Assistant).
 
-- classification: `{"ts", "label" (top label or null), "score", "classes"}`
-- detection: `{"ts", "counts": {label: n} (every entity label, 0 included), "total",
-  "zones": {zone: n}, "zone_labels": {zone: {label: n}}}`
-- raw (and any other task): `{"ts", "outputs"}` (the result's task fields)
+What the state holds, and its key, is the task's (`Task.entity_state`, postprocessing/task.py):
+classification `{"ts", "label", "score", "classes"}`, detection `{"ts", "counts", "total",
+"zones", "zone_labels"}`, other tasks by default `{"ts", <their field>: value}`.
 """
 
 from __future__ import annotations
@@ -18,33 +17,6 @@ import time
 from typing import Any, Callable
 
 REFRESH_S = 1.0
-
-
-def entity_state(task: str, ts: str, fields: dict[str, Any], labels: tuple[str, ...],
-                 zones: tuple[str, ...]) -> tuple[Any, dict[str, Any]]:
-    """(key, state payload): the key is what must change for the state to go out at once."""
-    if task == "classification":
-        classes = fields.get("classes") or []
-        top = classes[0] if classes else None
-        state = {"ts": ts, "label": top["label"] if top else None,
-                 "score": top["score"] if top else None, "classes": classes}
-        return state["label"], state
-    if task == "detection":
-        counts = dict.fromkeys(labels, 0)
-        per_zone = {zone: 0 for zone in zones}
-        zone_labels: dict[str, dict[str, int]] = {zone: {} for zone in zones}
-        detections = fields.get("detections") or []
-        for detection in detections:
-            label = str(detection["label"])
-            counts[label] = counts.get(label, 0) + 1
-            for zone in detection.get("zones", ()):
-                per_zone[zone] = per_zone.get(zone, 0) + 1
-                inside = zone_labels.setdefault(zone, {})
-                inside[label] = inside.get(label, 0) + 1
-        state = {"ts": ts, "counts": counts, "total": len(detections), "zones": per_zone,
-                 "zone_labels": zone_labels}
-        return (tuple(counts.items()), tuple(per_zone.items())), state
-    return None, {"ts": ts, **fields}
 
 
 class StateThrottle:

@@ -23,10 +23,10 @@ from edge_runtime.model.runtime import RuntimeUnavailable, select_runtime
 from edge_runtime.model.tflite_model import ModelLoadError, TfliteModel
 from edge_runtime.pipeline.auto_threads import initial_threads
 from edge_runtime.pipeline.cascade import Cascade, build_cascade
-from edge_runtime.pipeline.publish_policy import CHANGE_TASKS
 from edge_runtime.postprocessing.base import Postprocessor, PostprocessError, TaskContext
 from edge_runtime.postprocessing.labels import LabelsError, read_labels, warn_blank_labels
 from edge_runtime.postprocessing.registry import DEFAULT_TASK, TASKS
+from edge_runtime.postprocessing.task import Task
 from edge_runtime.preprocessing import (
     AudioPreprocessor,
     AudioSpec,
@@ -62,6 +62,7 @@ class PipelineParts:
     postprocess: Postprocessor
     make_source: Callable[[], Source]
     source: SourceTraits  # what the source is (kind, live, pacing), as its options declare
+    task_plugin: Task  # what the task is (payload field, `change` summary, entities)
     delegate: str = "cpu"  # what the model runs on (delegates.load_model)
     cascade: Cascade | None = None  # stages on detection crops, escalation (cascade.py)
 
@@ -231,10 +232,11 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     if pipeline.gate.motion and traits.kind.windowed:
         raise ConfigError(app.file, f"{key}.gate.motion",
                           f"motion gating needs an image source, not {pipeline.source.type!r}")
-    if pipeline.publish.mode == "change" and task not in CHANGE_TASKS:
+    if pipeline.publish.mode == "change" and not task_plugin.changes:
+        changing = [name for name, plugin in TASKS.items() if plugin.changes]
         raise ConfigError(app.file, f"{key}.publish.mode",
                           f"'change' compares labels; task {task!r} has none (use "
-                          f"{' or '.join(CHANGE_TASKS)}, or mode = 'every')")
+                          f"{' or '.join(changing)}, or mode = 'every')")
 
     if traits.kind.windowed:
         try:  # catches missing columns/window now rather than at run time
@@ -243,4 +245,4 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
             raise ConfigError(app.file, f"{key}.source", str(exc)) from exc
     cascade = build_cascade(pipeline, app, task, labels, assemble)
     return PipelineParts(pipeline, model, task, preprocess, postprocess, make_source, traits,
-                         delegate, cascade)
+                         task_plugin, delegate, cascade)

@@ -30,10 +30,10 @@ from edge_runtime.homeassistant.snapshot import (
     SnapshotPolicy,
     SnapshotRequest,
     SnapshotWorker,
-    labels_in,
 )
-from edge_runtime.homeassistant.states import StateThrottle, entity_state
+from edge_runtime.homeassistant.states import StateThrottle
 from edge_runtime.messages.payload import encode, utc_timestamp
+from edge_runtime.postprocessing.task import EntityContext, Task
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame
 from edge_runtime.tracking.objects import ObjectTracker
@@ -54,9 +54,8 @@ class ObserverStats:
 @dataclass
 class ResultObserver:
     pipeline: str
-    task: str
-    labels: tuple[str, ...]  # the entities' labels (state counts are zero-filled for them)
-    zones: tuple[str, ...]
+    task: Task  # the entity state and what a result shows come from the task plugin
+    entity: EntityContext  # the entities' labels and zones
     events: EventSink
     objects: ObjectTracker | None = None
     state: Callable[[str, bytes], None] | None = None  # HomeAssistantService.state
@@ -76,12 +75,13 @@ class ResultObserver:
             appeared = tracked.appeared
             self._send_events(tracked.events)
         if self.state is not None:
-            key, state = entity_state(self.task, utc_timestamp(frame.captured), fields,
-                                      self.labels, self.zones)
+            key, state = self.task.entity_state(utc_timestamp(frame.captured), fields,
+                                                self.entity)
             if self._throttle.due(key):
                 self.state(self.pipeline, encode(state))
         if self.snapshot_policy is not None and self.snapshots is not None:
-            if self.snapshot_policy.should_take(labels_in(fields), appeared):
+            shown = self.task.summarize(fields) if self.task.changes else None
+            if self.snapshot_policy.should_take(shown, appeared):
                 self.snapshots.submit(SnapshotRequest(self.pipeline, frame.data, fields,
                                                       self.max_width, self.quality))
                 self.stats.snapshots += 1
@@ -113,12 +113,8 @@ def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zon
         objects = config.objects
         key = f"pipelines[{config.index}]"
         image = not part.source.kind.windowed
-        labels: tuple[str, ...] = ()
-        if part.task == "detection":
-            reported = part.postprocess.reported_labels()
-            limit = ha_config.max_labels if ha_config else 0
-            labels = reported if config.postprocess.get("classes") else reported[:limit]
-        if objects and objects.tracker and part.task != "detection":
+        labels = part.postprocess.entity_labels(ha_config.max_labels if ha_config else 0)
+        if objects and objects.tracker and part.task_plugin.field != "detections":
             raise ConfigError(app.file, f"{key}.tracker",
                               f"tracking needs detections; task {part.task!r} has none")
         if objects and objects.snapshot and not image:

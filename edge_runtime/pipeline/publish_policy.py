@@ -11,25 +11,20 @@ from typing import Any, Callable, Hashable
 
 from edge_runtime.config.schema import PublishConfig
 
-# Tasks whose results name labels, so that "the result changed" means something.
-CHANGE_TASKS = ("classification", "detection")
-
-
-def label_key(fields: dict[str, Any]) -> Hashable:
-    """What "the result changed" compares: the top class, or the set of detected labels."""
-    if "detections" in fields:
-        return frozenset(str(d.get("label", d.get("index"))) for d in fields["detections"])
-    if "classes" in fields:
-        classes = fields["classes"]
-        return str(classes[0].get("label", classes[0].get("index"))) if classes else None
-    raise ValueError("publish.mode = 'change' needs classification or detection results")
+Summary = Callable[[dict[str, Any]], Hashable]
 
 
 class PublishPolicy:
-    """`should_publish(fields)` per result; it records the result as published when it says yes."""
+    """`should_publish(fields)` per result; it records the result as published when it says yes.
 
-    def __init__(self, config: PublishConfig, clock: Callable[[], float] = time.monotonic) -> None:
+    `summary` (the task's `Task.summarize`: the top label, the set of labels, ...) is what
+    "the result changed" compares in `change` mode.
+    """
+
+    def __init__(self, config: PublishConfig, summary: Summary,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.config = config
+        self._summary = summary
         self._clock = clock
         self._last_time: float | None = None
         self._last_key: Hashable = None
@@ -44,7 +39,7 @@ class PublishPolicy:
             return False
         if config.mode == "every":
             return self._published(now, fields)
-        if label_key(fields) != self._last_key:
+        if self._summary(fields) != self._last_key:
             return self._published(now, fields)
         if config.max_interval > 0 and elapsed >= config.max_interval:
             return self._published(now, fields)
@@ -53,5 +48,5 @@ class PublishPolicy:
     def _published(self, now: float, fields: dict[str, Any]) -> bool:
         self._last_time = now
         if self.config.mode == "change":
-            self._last_key = label_key(fields)
+            self._last_key = self._summary(fields)
         return True

@@ -85,9 +85,8 @@ class PipelineRunner:
         self._inference = InferenceStage(self.name, parts, rebuild, self.stats, retry.model)
         self._preparer = Preparer(self.name, self.slot, MotionGate(parts.config.gate, clock),
                                   self.stats, lambda: self._inference.parts)
-        self._publisher = ResultPublisher(self.name, device, sink,
-                                          PublishPolicy(parts.config.publish, clock), self.stats,
-                                          observer)
+        policy = PublishPolicy(parts.config.publish, parts.task_plugin.summarize, clock)
+        self._publisher = ResultPublisher(self.name, device, sink, policy, self.stats, observer)
         spec = parts.model.inputs[0]
         self._stages = Stages(spec.shape, spec.dtype)
         self.overlap = not windowed if overlap is None else overlap

@@ -26,7 +26,12 @@ class TaskContext:
 
 class Postprocessor(Protocol):
     def __call__(self, outputs: list[np.ndarray], geometry: Geometry | None) -> dict[str, Any]:
-        """The task's fields of the result payload, e.g. {"classes": [...]}."""
+        """The task's field of the result payload, e.g. {"classes": [...]} (task.Task.field)."""
+        ...
+
+    def entity_labels(self, limit: int) -> tuple[str, ...]:
+        """Labels that get Home Assistant entities of their own (at most `limit` unless the
+        config chose them); () when the task's entities do not go by label."""
         ...
 
 

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Hashable
 
 import numpy as np
 
 from edge_runtime.config.typed import at_least
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext, label_for, round_float
+from edge_runtime.postprocessing.task import Entity, EntityContext, Task
 from edge_runtime.preprocessing.geometry import Geometry
 
 
@@ -36,6 +37,9 @@ class Classifier:
         self.threshold = options.threshold
         self.labels = ctx.labels
 
+    def entity_labels(self, limit: int) -> tuple[str, ...]:
+        return ()  # one entity shows the top label, whatever it is
+
     def __call__(self, outputs: list[np.ndarray], geometry: Geometry | None) -> dict[str, Any]:
         scores = outputs[0].reshape(-1)
         if scores.size <= SMALL_OUTPUT:
@@ -58,3 +62,53 @@ class Classifier:
                 if values[i] >= self.threshold
             ]
         }
+
+
+SCHEMA = {
+    "type": "array",
+    "items": {
+        "type": "object",
+        "required": ["index", "label", "score"],
+        "properties": {
+            "index": {"type": "integer", "minimum": 0},
+            "label": {"type": "string"},
+            "score": {"type": "number"},
+        },
+    },
+}
+
+
+def top_label(classes: list[dict[str, Any]]) -> Hashable:
+    """What "the result changed" compares: the top class (None: nothing above the threshold)."""
+    return str(classes[0].get("label", classes[0].get("index"))) if classes else None
+
+
+def entities(ctx: EntityContext) -> list[Entity]:
+    return [Entity(("label",), "sensor", "label",
+                   "{{ value_json.label if value_json.label is not none else 'none' }}",
+                   attributes=True, options={"icon": "mdi:label-outline"})]
+
+
+def state(ts: str, classes: list[dict[str, Any]] | None,
+          ctx: EntityContext) -> tuple[Hashable, dict[str, Any]]:
+    """`{"ts", "label" (top label or null), "score", "classes"}`; sent at once when the label
+    changes."""
+    classes = classes or []
+    top = classes[0] if classes else None
+    payload = {"ts": ts, "label": top["label"] if top else None,
+               "score": top["score"] if top else None, "classes": classes}
+    return payload["label"], payload
+
+
+STATE_SCHEMA = {
+    "required": ["label", "score", "classes"],
+    "properties": {
+        "label": {"type": ["string", "null"],
+                  "description": "top label, null when no class passed the threshold"},
+        "score": {"type": ["number", "null"]},
+        "classes": {"type": "array"},
+    },
+}
+
+TASK = Task(ClassificationOptions, Classifier, "classes", SCHEMA, summary=top_label,
+            entities=entities, state=state, state_schema=STATE_SCHEMA)

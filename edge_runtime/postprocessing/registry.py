@@ -1,25 +1,18 @@
-"""Every task plugin, registered in one place: task name -> (options dataclass, builder)."""
+"""Every task plugin, registered in one place: task name -> its `Task` (task.py).
+
+Adding a task is its module (options, postprocessor, payload field and schema, `change`
+summary, Home Assistant entities) plus one line here.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any, Callable
+from edge_runtime.postprocessing import classification, raw
+from edge_runtime.postprocessing.detection import task as detection
+from edge_runtime.postprocessing.task import Task
 
-from edge_runtime.postprocessing.base import Postprocessor, TaskContext
-from edge_runtime.postprocessing.classification import ClassificationOptions, Classifier
-from edge_runtime.postprocessing.detection import DetectionOptions, Detector
-from edge_runtime.postprocessing.raw import RawOptions, RawOutputs
-
-
-@dataclass(frozen=True)
-class TaskPlugin:
-    options: type
-    create: Callable[[Any, TaskContext], Postprocessor]
-
-
-TASKS: dict[str, TaskPlugin] = {
-    "classification": TaskPlugin(ClassificationOptions, Classifier),
-    "detection": TaskPlugin(DetectionOptions, Detector),
-    "raw": TaskPlugin(RawOptions, RawOutputs),
+TASKS: dict[str, Task] = {
+    "classification": classification.TASK,
+    "detection": detection.TASK,
+    "raw": raw.TASK,
 }
 DEFAULT_TASK = "raw"

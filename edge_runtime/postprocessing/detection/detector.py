@@ -10,10 +10,10 @@ import numpy as np
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext, label_for, round_float
 from edge_runtime.postprocessing.detection.candidates import Candidates, input_size
 from edge_runtime.postprocessing.detection.nms import nms, weighted_nms
-from edge_runtime.postprocessing.detection.options import FORMATS, DetectionOptions
-from edge_runtime.postprocessing.detection.ssd import SsdPostprocessDecoder, looks_like_ssd, shapes
-from edge_runtime.postprocessing.detection.ssd_anchors import AnchorsDecoder
-from edge_runtime.postprocessing.detection.yolo import YoloDecoder, looks_like_yolo
+from edge_runtime.postprocessing.detection.formats import DECODERS
+from edge_runtime.postprocessing.detection.options import DetectionOptions
+from edge_runtime.postprocessing.detection.ssd import looks_like_ssd, shapes
+from edge_runtime.postprocessing.detection.yolo import looks_like_yolo
 from edge_runtime.preprocessing.geometry import Geometry
 
 logger = logging.getLogger(__name__)
@@ -31,13 +31,6 @@ class Decoder(Protocol):
     def describe(self) -> str: ...
 
 
-DECODERS: dict[str, type] = {
-    "ssd-postprocess": SsdPostprocessDecoder,
-    "yolo": YoloDecoder,
-    "anchors": AnchorsDecoder,
-}
-
-
 def guess_format(ctx: TaskContext) -> str:
     """ssd-postprocess and yolo are recognizable by their outputs; anchors need options anyway."""
     if looks_like_ssd(ctx.outputs):
@@ -46,7 +39,7 @@ def guess_format(ctx: TaskContext) -> str:
         return "yolo"
     raise PostprocessError(
         f"cannot tell the detection format from the outputs ({shapes(ctx.outputs)}); "
-        f"set format to one of: {', '.join(FORMATS)}")
+        f"set format to one of: {', '.join(DECODERS)}")
 
 
 def to_frame(geometry: Geometry | None, xs: np.ndarray,
@@ -93,6 +86,11 @@ class Detector:
         if self.allowed is None:
             return tuple(self.labels[self.offset:])
         return tuple(label_for(self.labels, int(i)) for i in self.allowed)  # label indices
+
+    def entity_labels(self, limit: int) -> tuple[str, ...]:
+        """Labels Home Assistant gets entities for: the allow-list's, else the first `limit`."""
+        reported = self.reported_labels()
+        return reported if self.allowed is not None else reported[:limit]
 
     def _allowed(self, names: tuple[str, ...]) -> np.ndarray | None:
         """Label indices allowed by the `classes` option (None = every class)."""

@@ -11,9 +11,16 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Literal
 
 from edge_runtime.config.typed import at_least
+from edge_runtime.postprocessing.detection.formats import DECODERS
 
-Format = Literal["auto", "ssd-postprocess", "yolo", "anchors"]
-FORMATS = ("ssd-postprocess", "yolo", "anchors")
+
+def one_of(names: tuple[str, ...]) -> dict[str, Any]:
+    """Field metadata: the value is one of `names`."""
+    def check(value: Any) -> str | None:
+        if value in names:
+            return None
+        return f"must be one of {', '.join(map(repr, names))}, got {value!r}"
+    return {"check": check}
 
 
 def between(low: float, high: float) -> dict[str, Any]:
@@ -47,7 +54,8 @@ def _for(fmt: str, **metadata: Any) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class DetectionOptions:
-    format: Format = "auto"
+    # "auto" (guess from the outputs) or one of formats.DECODERS
+    format: str = field(default="auto", metadata=one_of(("auto", *DECODERS)))
     threshold: float = field(default=0.5, metadata=between(0.0, 1.0))
     max_detections: int = field(default=25, metadata=at_least(1))
     # Class-wise NMS IoU; default 0.45 for yolo/anchors. ssd-postprocess models did NMS in the

@@ -10,13 +10,16 @@ tensor names, then by position (the rule pycoral uses). `output_order` settles i
 from __future__ import annotations
 
 import re
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from edge_runtime.model.tflite_model import TensorSpec
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext
 from edge_runtime.postprocessing.detection.candidates import Candidates
-from edge_runtime.postprocessing.detection.options import DetectionOptions
+
+if TYPE_CHECKING:  # options.py imports the decoders (formats.py)
+    from edge_runtime.postprocessing.detection.options import DetectionOptions
 
 ROLES = ("boxes", "classes", "scores", "count")
 EXPECTED = "four outputs: boxes [1, N, 4], classes [1, N], scores [1, N] and count [1]"

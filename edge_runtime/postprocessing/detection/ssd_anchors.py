@@ -5,13 +5,17 @@ MediaPipe's TensorsToDetectionsCalculator does; K keypoints per box.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext
 from edge_runtime.postprocessing.detection.anchors import AnchorSpec, ssd_anchors
 from edge_runtime.postprocessing.detection.candidates import Candidates, input_size, sigmoid
-from edge_runtime.postprocessing.detection.options import DetectionOptions
 from edge_runtime.postprocessing.detection.ssd import shapes
+
+if TYPE_CHECKING:  # options.py imports the decoders (formats.py)
+    from edge_runtime.postprocessing.detection.options import DetectionOptions
 
 EXPECTED = "two outputs: regressors [1, N, 4+2K] and scores [1, N, 1]"
 

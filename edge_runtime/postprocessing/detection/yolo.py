@@ -5,12 +5,16 @@ input pixels or normalized.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from edge_runtime.postprocessing.base import PostprocessError, TaskContext
 from edge_runtime.postprocessing.detection.candidates import Candidates, input_size, sigmoid
-from edge_runtime.postprocessing.detection.options import DetectionOptions
 from edge_runtime.postprocessing.detection.ssd import shapes
+
+if TYPE_CHECKING:  # options.py imports the decoders (formats.py)
+    from edge_runtime.postprocessing.detection.options import DetectionOptions
 
 EXPECTED = "one output of shape [1, 4+C, N] or [1, N, 5+C]"
 
