@@ -5,6 +5,7 @@ states. Each failure names the file and line of the offending import."""
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -179,3 +180,35 @@ def test_importing_the_pipeline_loads_no_publishing() -> None:
     out = loaded_by_importing("pipeline")
     assert "edge_runtime.pipeline.runner" in out and "edge_runtime.sources.registry" in out
     assert [m for m in out if m.startswith("edge_runtime.publishing")] == []
+
+
+def layer_rows() -> list[list[str]]:
+    """The rows of the picture in docs/ARCHITECTURE.md "Layers", top first, as part names
+    (edge_runtime.pipeline, edge_runtime.cli, ...): the names that open each line."""
+    text = (ROOT / "docs" / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    block = text.split("## Layers", 1)[1].split("```", 2)[1]
+    rows = []
+    for line in block.splitlines():
+        names = []
+        for token in line.split():
+            if not re.fullmatch(r"\w+(/|\.py)", token):
+                break
+            names.append("edge_runtime." + token.removesuffix("/").removesuffix(".py"))
+        if names:
+            rows.append(names)
+    return rows
+
+
+def test_the_layer_picture_holds() -> None:
+    """Every part is in the picture, and every import goes to a lower row."""
+    rows = layer_rows()
+    row_of = {name: index for index, names in enumerate(rows) for name in names}
+    parts = {part_of(module_name(path)) for path in PACKAGE.rglob("*.py")} - {"edge_runtime"}
+    assert not parts - set(row_of), (
+        f"not in the layer picture of docs/ARCHITECTURE.md: {sorted(parts - set(row_of))}")
+    assert "edge_runtime.config" == rows[-1][0] and len(rows) > 5
+    bad = [imp for imp in INTERNAL if imp.source_part != imp.target_part
+           and imp.target_part != "edge_runtime"
+           and row_of[imp.target_part] <= row_of[imp.source_part]]
+    assert not bad, ("imports up or sideways in the layer picture of docs/ARCHITECTURE.md:\n"
+                     + offending(bad))
