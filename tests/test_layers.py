@@ -205,7 +205,8 @@ def test_the_layer_picture_holds() -> None:
     row_of = {name: index for index, names in enumerate(rows) for name in names}
     parts = {part_of(module_name(path)) for path in PACKAGE.rglob("*.py")} - {"edge_runtime"}
     assert not parts - set(row_of), (
-        f"not in the layer picture of docs/ARCHITECTURE.md: {sorted(parts - set(row_of))}")
+        f"not in the layer picture of docs/ARCHITECTURE.md: {sorted(parts - set(row_of))}; "
+        "add each on a row below every part that imports it and above every part it imports")
     assert "edge_runtime.config" == rows[-1][0] and len(rows) > 5
     bad = [imp for imp in INTERNAL if imp.source_part != imp.target_part
            and imp.target_part != "edge_runtime"
