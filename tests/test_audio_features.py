@@ -18,6 +18,7 @@ from edge_runtime.preprocessing.audio import (
     AudioSpec,
     LogMel,
     LogMelSpec,
+    MelBands,
     hz_to_mel,
 )
 
@@ -184,3 +185,17 @@ def test_channels_are_averaged_and_waveform_passes_samples():
     stereo = np.stack([x, np.zeros_like(x)], axis=1)
     pre(stereo, out)
     np.testing.assert_allclose(out[0], x / 2, atol=1e-7)
+
+
+@pytest.mark.parametrize("options", [
+    {}, {"hop_length": 320, "n_mels": 32, "fmin": 60.0, "fmax": 7600.0},
+    {"n_fft": 256, "win_length": 256, "n_mels": 128},  # 13 bands narrower than a bin: all 0
+    {"n_mels": 1}, {"n_mels": 2, "fmin": 0.0},
+])
+def test_mel_bands_sum_like_the_weight_matrix(options):
+    """The BLAS-free band sums (MelBands) against the plain matrix product."""
+    spec = LogMelSpec(RATE, **options)
+    weights = spec.mel_matrix()
+    spectrum = np.random.default_rng(1).random((37, weights.shape[0]), dtype=np.float32)
+    expected = spectrum.astype(np.float64) @ weights.astype(np.float64)
+    np.testing.assert_allclose(MelBands(weights)(spectrum), expected, rtol=1e-5, atol=1e-6)
