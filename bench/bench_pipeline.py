@@ -9,7 +9,8 @@ the PUBACK), the ratios b/a and b/c, per-stage p50/p99 latencies, the daemon's p
 share of wall time the interpreter spends in invoke during (b) and (c). Also (d): the daemon's
 own input work alone (decode + preprocess, one thread, no model), and (e): (a) again while a
 thread does (d)'s work non-stop beside it, i.e. what the interpreter can reach when the frames
-must be decoded on the same machine, as in (b); b/e shows what the pipeline itself leaves idle. Targets: b/a >= 0.95, b/c >= 1.3. The measurements alternate for
+must be decoded on the same machine, as in (b); b/e shows what the pipeline itself leaves idle.
+Targets: b/a >= 0.95, b/c >= 1.3. The measurements alternate for
 --rounds rounds; medians are reported. `--daemon-path` runs (b) with another checkout's code
 (e.g. `git archive` of an older commit) to compare before/after in the same run.
 The first run builds MobileNetV2 (random weights, needs TensorFlow) into bench/.cache/.
@@ -26,7 +27,6 @@ import time
 from pathlib import Path
 
 import cv2
-import numpy as np
 import paho.mqtt.client as mqtt
 
 from common import REPO, Broker, cpu_summary, invoke_rate, percentiles, run_daemon, write_config
@@ -101,7 +101,8 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
             for key, value in zip("abcde", (a, b.rate, c, d, e)):
                 rates[key].append(value)
             print(f"round {round_}: (a) {a:6.1f}/s  (b) {b.rate:6.1f}/s  (c) {c:6.1f}/s  "
-                  f"(d) {d:6.1f}/s  (e) {e:6.1f}/s  b/a {b.rate / a:.3f}  b/c {b.rate / c:.3f}  interpreter busy: "
+                  f"(d) {d:6.1f}/s  (e) {e:6.1f}/s  b/a {b.rate / a:.3f}  b/c {b.rate / c:.3f}  "
+                  "interpreter busy: "
                   f"daemon {busy['b'][-1]:.0%}, naive {busy['c'][-1]:.0%}  ({b.results}/"
                   f"{len(frames)} results, exit {b.exit_code}, peak RSS {b.peak_rss_mb:.0f} MB)")
     a, b_rate, c, d, e = (statistics.median(rates[k]) for k in "abcde")

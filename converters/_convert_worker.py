@@ -65,7 +65,7 @@ def run(job: dict[str, Any], events: TextIO) -> int:
             )
             configure(converter, mode, io_type, representative)
             model_bytes = converter.convert()
-        except Exception as exc:  # the converter raises many types; report, go to the next mode
+        except Exception as exc:  # noqa: BLE001 - the converter raises many types; report, next mode
             traceback.print_exc()
             _emit(events, event="error", mode=mode, message=_summary(exc))
             continue

@@ -6,7 +6,8 @@
 
 FRAMEWORK is "pytorch" (a torch.export .pt2 file, run by torch) or "onnx" (run by onnxruntime).
 `run` with TRANSPOSE "nhwc-to-nchw" takes channel-last inputs (what the device feeds) and hands
-the model the same values in its own layout, channels first; with "none" it feeds them as given. `onnx2tf` writes a SavedModel with
+the model the same values in its own layout, channels first; with "none" it feeds them as given.
+`onnx2tf` writes a SavedModel with
 channel-last inputs. Standalone on purpose (numpy and the framework only, no edge-runtime or
 TensorFlow import in this interpreter): each framework lives in its own virtualenv
 (deploy/setup-convert-venvs.sh). Prints one JSON line; failures are reported as {"error": ...}.
@@ -161,7 +162,7 @@ def main(argv: list[str]) -> int:
             result = {"error": f"unknown command {command!r}"}
     except SystemExit as exc:  # onnx2tf exits on what it cannot convert, after logging why
         result = {"error": f"onnx2tf stopped (exit status {exc.code}); its log is above"}
-    except Exception as exc:  # report as data: the parent turns it into a clear error
+    except Exception as exc:  # noqa: BLE001 - reported as data: the parent makes it a clear error
         text = str(exc).strip()
         result = {"error": f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:800]}
     print(json.dumps(result), flush=True)

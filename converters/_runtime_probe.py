@@ -50,7 +50,7 @@ def main(argv: list[str]) -> int:
                 outputs[k].append(interpreter.get_tensor(index)[0])
         np.savez(outputs_path, *[np.stack(o) for o in outputs])
         result["latency_ms"] = float(np.median(times) * 1000.0)
-    except Exception as exc:  # report any failure as data: the parent decides what it means
+    except Exception as exc:  # noqa: BLE001 - reported as data: the parent decides what it means
         text = str(exc).strip()
         result["error"] = f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:500]
     print(json.dumps(result))

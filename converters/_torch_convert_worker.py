@@ -121,7 +121,7 @@ def run(job: dict[str, Any], events: TextIO) -> int:
 
     try:
         float_model = convert_float(Path(job["model"]), job["input_shape"], job["layout"])
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - litert-torch raises many types: reported, exit
         traceback.print_exc()
         _emit(events, event="fatal", message=f"litert-torch cannot convert {job['model']}: "
                                              f"{_summary(exc)}")
@@ -138,7 +138,7 @@ def run(job: dict[str, Any], events: TextIO) -> int:
                                  f"input and output tensors")
             model = float_model if mode == "none" else quantize(float_model, mode, calibration,
                                                                  events)
-        except Exception as exc:  # report, go to the next mode
+        except Exception as exc:  # noqa: BLE001 - many types: report, go to the next mode
             traceback.print_exc()
             _emit(events, event="error", mode=mode, message=_summary(exc))
             continue

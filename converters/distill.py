@@ -16,7 +16,6 @@ every row's agreement is with the teacher.
 from __future__ import annotations
 
 import logging
-import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any

@@ -196,7 +196,7 @@ def test_a_missing_program_is_a_source_error(tmp_path):
 def test_silence_longer_than_read_timeout_restarts(tmp_path):
     src = source(tmp_path, "sleep 30", "mjpeg", read_timeout=1.0)
     src.open()
-    pid = src._child.pid
+    pid = src._child.pid  # noqa: SLF001 - white-box: the child process to watch
     started = time.monotonic()
     try:
         with pytest.raises(SourceError, match="no complete mjpeg unit for 1s"):

@@ -52,7 +52,8 @@ def test_truncated_model_file(tmp_path):
 def test_unknown_key_names_the_path_and_the_valid_keys(tmp_path):
     code, line = check(config_with(tmp_path, source={"colour": "red"}))
     assert code == 2
-    assert "pipelines[0].source.colour: unknown key (expected one of: fps, loop, max_pixels, path, reduced_decode, type)" in line
+    assert ("pipelines[0].source.colour: unknown key (expected one of: fps, loop, max_pixels, path, "
+            "reduced_decode, type)") in line
 
 
 def test_wrong_type(tmp_path):

@@ -16,7 +16,6 @@ import paho.mqtt.client as mqtt
 import pytest
 
 from conftest import REPO, edge_runtime, wait_until
-from edge_runtime.config.integration import HomeAssistantConfig
 from edge_runtime.homeassistant.discovery import (
     HaTopics,
     PipelineInfo,

@@ -204,7 +204,7 @@ def test_every_device_preprocessing_setting_is_a_converter_option():
     """One definition (PreprocessSpec's fields) gives the CLI options, the metadata keys and
     the config's [pipelines.preprocess] keys with the same choices."""
     parser = build_parser()
-    options = {action.dest: action for action in parser._actions}
+    options = {action.dest: action for action in parser._actions}  # noqa: SLF001 - argparse has no public list
     config = typing.get_type_hints(PreprocessConfig)
     spec_fields = fields(PreprocessSpec)
     # and the audio keys (preprocessing/audio.py), which are converter options too

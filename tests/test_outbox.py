@@ -221,7 +221,7 @@ def test_disk_full_drops_are_counted_and_writing_resumes(tmp_path, caplog):
     """SQLite's own "database or disk is full" (a page budget stands in for a full disk)."""
     path = tmp_path / "o.sqlite"
     outbox = SqliteOutbox(path, 10**6, 10**9, sync="normal")
-    outbox._db.execute("PRAGMA max_page_count=12")  # the file cannot grow past 12 pages
+    outbox._db.execute("PRAGMA max_page_count=12")  # noqa: SLF001 - the file cannot grow past 12 pages
     assigned = fill(outbox, "a", 60, pad=1000)
     assert assigned == list(range(60))  # seq is consumed either way: the gap shows the loss
     snap = outbox.snapshot()

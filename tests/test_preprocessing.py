@@ -145,12 +145,12 @@ def test_lookup_table_matches_the_elementwise_normalization(color, dtype, scale,
         mean, std = mean[:1], std[:1]
     spec_tensor = tensor((1, 20, 24, channels), dtype, scale, zero_point)
     pre = ImagePreprocessor(PreprocessSpec(color=color, mean=mean, std=std), spec_tensor)
-    assert pre._lut is not None  # nhwc: the table is used
+    assert pre._lut is not None  # noqa: SLF001 - white-box: nhwc uses the table
     frame = np.random.default_rng(1).integers(0, 256, (45, 61, 3), dtype=np.uint8)
     frame[0, :16, 0] = [0, 1, 2, 127, 128, 129, 254, 255, 0, 63, 64, 65, 191, 192, 193, 200]
     with_table = np.zeros(spec_tensor.shape, dtype)
     pre(frame, with_table)
-    pre._lut = None  # the element-wise path, kept for nchw
+    pre._lut = None  # noqa: SLF001 - the element-wise path, kept for nchw
     elementwise = np.zeros(spec_tensor.shape, dtype)
     pre(frame, elementwise)
     assert np.array_equal(with_table, elementwise)

@@ -121,7 +121,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 def _log_level(value: str) -> str | None:
     if value.upper() in LOG_LEVELS:
         return None
-    return f"must be one of {', '.join(l.lower() for l in LOG_LEVELS)}, got {value!r}"
+    return f"must be one of {', '.join(level.lower() for level in LOG_LEVELS)}, got {value!r}"
 
 
 @dataclass(frozen=True)

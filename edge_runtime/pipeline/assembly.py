@@ -10,7 +10,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 
@@ -223,7 +223,8 @@ def assemble(pipeline: PipelineConfig, app: AppConfig, model: TfliteModel | None
     source_ctx = SourceContext(
         base_dir=app.base_dir, pipeline=pipeline.name, mqtt=app.mqtt,
         client_id=app.mqtt.client_id_for(app.device.id), columns=columns, window=window,
-        image_size=image_size, sample_rate=sample_rate, reconnect=(app.retry.broker.min_delay, app.retry.broker.max_delay),
+        image_size=image_size, sample_rate=sample_rate,
+        reconnect=(app.retry.broker.min_delay, app.retry.broker.max_delay),
     )
 
     def make_source() -> Source:

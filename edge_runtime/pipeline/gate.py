@@ -1,7 +1,8 @@
 """Dynamic inference gating: skip inference while a camera looks at an unchanging scene.
 
 A cheap check on a small, slightly blurred gray copy of each frame (a fraction of a millisecond of
-OpenCV) decides whether the frame is worth the model's time. The reference is the last frame that *was* inferred, not the
+OpenCV) decides whether the frame is worth the model's time. The reference is the last frame
+that *was* inferred, not the
 previous frame, so slow changes (a door opening over many frames) add up until they count. A
 heartbeat inference every `max_interval` seconds re-checks a still scene (lighting, a model that
 also reports "nothing").

@@ -10,7 +10,8 @@ marks the inference loop sets as it goes (a `perf_counter` read each, well under
                                queue        (or the GIL)  the tensor
 
 and the kernel's per-thread accounting (the thread's CPU clock and `/proc/thread-self/schedstat`,
-Linux, one `pread` per mark of an invoke) splits the wall time of `invoke()` itself into CPU, `core_wait` (runnable, but another
+Linux, one `pread` per mark of an invoke) splits the wall time of `invoke()` itself into CPU,
+`core_wait` (runnable, but another
 thread had the core: decode, publish or another process competing for cores) and `stalled`
 (neither running nor runnable: waiting for the GIL on the way back from the C++ call (Python's
 switch interval, 5 ms by default, bounds that wait), or with `threads` > 1 waiting for the

@@ -10,4 +10,5 @@ from edge_runtime.preprocessing.image import ImagePreprocessor
 from edge_runtime.preprocessing.sensor import SensorPreprocessor
 from edge_runtime.preprocessing.spec import PreprocessError, PreprocessSpec
 
-__all__ = ["AudioPreprocessor", "AudioSpec", "Geometry", "ImagePreprocessor", "PreprocessError", "PreprocessSpec", "SensorPreprocessor"]
+__all__ = ["AudioPreprocessor", "AudioSpec", "Geometry", "ImagePreprocessor", "PreprocessError",
+           "PreprocessSpec", "SensorPreprocessor"]

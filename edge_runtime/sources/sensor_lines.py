@@ -4,7 +4,8 @@ One reading per line, either JSON (`{"ax": 0.1, ...}`, `[0.1, 0.2, 0.3]`, `0.5`:
 mqtt source accepts) or comma-separated numbers in the order of `columns`. A CSV line of exactly
 the column names (a microcontroller printing a header at boot) re-orders the columns that follow
 by that header. A line with no values (blank, or only commas and spaces) is no reading, as in a
-CSV file (`windowing.is_blank`). Anything else (boot messages, line noise, a line cut in half by an unplug) is a
+CSV file (`windowing.is_blank`). Anything else (boot messages, line noise, a line cut in half by
+an unplug) is a
 bad reading: counted, logged at a limited rate, skipped; the window keeps the good rows.
 """
 
