@@ -24,11 +24,13 @@ from edge_runtime.messages.payload import encode
 from edge_runtime.publishing.qos0 import Qos0Lane
 from edge_runtime.publishing.stats import LinkState, StatsReporter
 from edge_runtime.messages.topics import Topics
+from edge_runtime.supervision.deadline import Deadline
 from edge_runtime.supervision.heartbeat import Heartbeats
 
 logger = logging.getLogger(__name__)
 
-QOS0_QUEUE = 1000  # QoS 0 results waiting for the network thread (only while it is busy)
+QOS0_QUEUE = 1000
+OUTAGE = 3.0  # seconds without a broker connection after which stop() does not wait to flush  # QoS 0 results waiting for the network thread (only while it is busy)
 
 
 def _encoder(body: dict[str, Any]) -> Callable[[int], bytes]:
@@ -154,11 +156,27 @@ class MqttPublisher:
                 drained.wait(min(remaining, 0.2))
         return True
 
-    def stop(self, timeout: float = 10.0) -> None:
-        """Flush results, publish final stats and `offline` (retained), disconnect, join."""
-        if not self.flush(timeout):
-            logger.warning("shutting down with %d result(s) not acknowledged by the broker; %s",
-                           self.pending(), "they stay in the outbox for the next start"
-                           if self.outbox.backend == "sqlite" else "they are lost (memory outbox)")
-        self._network.stop()
+    def stop(self, timeout: float = 10.0, goodbye: float = 3.0) -> None:
+        """Flush results, publish final stats and `offline` (retained), disconnect, join: all
+        within `timeout` seconds, of which the last `goodbye` are kept for the goodbye.
+
+        With the broker unreachable for OUTAGE seconds already and a durable outbox there is
+        nothing to wait for: the results stay on disk and the next start sends them. (A connection
+        lost a moment ago is usually back within the flush: that one is waited for.)
+        """
+        deadline = Deadline.after(timeout)
+        goodbye = min(goodbye, timeout)
+        durable = self.outbox.backend == "sqlite"
+        if self.pending():
+            if durable and self._network.disconnected_for() >= OUTAGE:
+                delivered = False
+            else:
+                delivered = self.flush(deadline.remaining(keep=goodbye))
+            if not delivered:
+                logger.warning("shutting down with %d result(s) not acknowledged by the broker "
+                               "(%s); %s", self.pending(),
+                               "connected" if self.connected else "broker unreachable",
+                               "they stay in the outbox for the next start" if durable
+                               else "they are lost (memory outbox)")
+        self._network.stop(deadline)
         self.outbox.close()

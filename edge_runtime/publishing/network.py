@@ -35,6 +35,7 @@ from edge_runtime.publishing.poison import PoisonJudge
 from edge_runtime.publishing.qos0 import Qos0Lane
 from edge_runtime.messages.topics import Topics
 from edge_runtime.ratelimit import RateLimitedLogger
+from edge_runtime.supervision.deadline import Deadline
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.threads import NamedThread
 from edge_runtime.transport import mqtt
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 ONLINE = b"online"
 OFFLINE = b"offline"
 POLL = 0.5  # seconds the network thread waits in select() before it beats its heartbeat again
+GOODBYE = 5.0  # seconds stop() waits at most for the PUBACK of `offline`
 STATE_HEADROOM = 16  # paho in-flight slots kept free for status/stats beyond the result window
 
 
@@ -83,6 +85,8 @@ class NetworkThread:
         self._cursor = 0  # highest outbox id handed to the client on this connection
         self._high_water = 0  # highest outbox id ever handed to a client: below it = a resend
         self._connect_started = 0.0
+        self._goodbye_by = Deadline.after(GOODBYE)  # set again by stop()
+        self._down_since = time.monotonic()  # when the last connection ended (read by anyone)
         self._next_stats = 0.0
         self._beat: Any = None
         self._disconnect_reason = ""
@@ -93,6 +97,12 @@ class NetworkThread:
         self.connects = 0
         self.disconnects = 0
         self.resent = 0
+
+    def disconnected_for(self) -> float:
+        """Seconds since the broker connection was lost (or since start); 0 while connected."""
+        if self.connected.is_set():
+            return 0.0
+        return time.monotonic() - self._down_since
 
     @property
     def inflight(self) -> int:
@@ -105,14 +115,17 @@ class NetworkThread:
     def start(self) -> None:
         self._thread.start()
 
-    def stop(self) -> None:
-        """Say goodbye (final stats, `offline`), disconnect and join; closes the wake-up pair."""
+    def stop(self, deadline: Deadline | None = None) -> None:
+        """Say goodbye (final stats, `offline`), disconnect and join, by `deadline` (default: in
+        GOODBYE seconds and a little more); closes the wake-up pair."""
+        deadline = deadline or Deadline.after(GOODBYE + 1.0)
+        self._goodbye_by = deadline
         self.closing.set()
         self.wake()
         if self._thread.is_alive():
-            self._thread.join(timeout=10.0)
+            self._thread.join(timeout=deadline.remaining())
             if self._thread.is_alive():
-                logger.warning("the mqtt-network thread did not stop")
+                logger.warning("the mqtt-network thread did not stop in time")
         for sock in (self._wake_r, self._wake_w):
             sock.close()
 
@@ -273,7 +286,9 @@ class NetworkThread:
             return True
         self._publish_stats(client)
         offline = client.publish(self.topics.status, OFFLINE, qos=1, retain=True)
-        deadline = time.monotonic() + 5.0
+        # Until the shutdown's deadline, keeping a moment for the DISCONNECT itself.
+        wait = min(GOODBYE, self._goodbye_by.remaining(keep=0.2))
+        deadline = time.monotonic() + wait
         while not offline.is_published() and self._client is not None \
                 and time.monotonic() < deadline:
             self._step()
@@ -320,6 +335,8 @@ class NetworkThread:
 
     def _drop_client(self) -> None:
         client, self._client = self._client, None
+        if self.connected.is_set():
+            self._down_since = time.monotonic()
         self.connected.clear()
         self._disconnect_reason = ""
         self._inflight.clear()
