@@ -162,3 +162,27 @@ def test_an_audio_model_needs_an_audio_source_and_the_reverse(tmp_path):
     assert done.returncode != 0
     assert "pipelines[0].preprocess.n_mels" in done.stderr
     assert "not a setting of image pipelines" in done.stderr
+
+
+@pytest.mark.skipif(shutil.which("arecord") is None, reason="alsa-utils not installed")
+def test_a_missing_microphone_is_retried_and_other_pipelines_go_on(tmp_path, mosquitto, subscribe,
+                                                                    start_daemon):
+    """arecord on a sound card that is not there exits at once: the pipeline logs its stderr,
+    counts the failures and retries with backoff; the pipeline next to it hears its word."""
+    sub = subscribe("edge/test-pi/#")
+    mic = {"name": "mic", "model": {"path": str(KEYWORDS), "threads": 1},
+           "source": {"type": "command", "format": "s16le",
+                      "command": "arecord -q -D plughw:9,0 -f S16_LE -r 16000 -c 1 -t raw"}}
+    config = write_config(tmp_path / "c.toml", mosquitto,
+                          [mic, listening("left", padded(tmp_path, "Front_Left"))],
+                          retry={"source": {"min_delay": 0.1, "max_delay": 0.3}})
+    daemon = start_daemon(config)
+    wait_until(lambda: any(r["classes"][0]["label"] == "left"
+                           for r in sub.json_on("edge/test-pi/left/result")), 60)
+    wait_until(lambda: daemon.log.count("audio open error") >= 2, 30)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    final = sub.json_on("edge/test-pi/stats")[-1]["pipelines"]
+    assert final["mic"]["source_failures"] >= 2 and final["mic"]["results"] == 0
+    assert final["left"]["results"] > 0
+    assert not sub.on("edge/test-pi/mic/result")
