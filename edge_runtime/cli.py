@@ -52,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     info.add_argument("--runtime", default="auto", help="auto, ai-edge-litert, tflite-runtime")
     info.add_argument("--delegate", default=None, help="edgetpu or a delegate library path")
 
+    schema = commands.add_parser("schema", help="print the JSON Schema of a message "
+                                 "(result and state are assembled from the task plugins)")
+    schema.add_argument("message", choices=("result", "state", "event"))
+
     bench = commands.add_parser("bench", help="invoke latency (p50/p99) per interpreter thread count")
     bench.add_argument("model", help="a .tflite file")
     bench.add_argument("--threads", default=None,
@@ -67,8 +71,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     configure_logging(args.log_level or "info")
     handlers = {"run": cmd_run, "check": cmd_check, "info": cmd_info, "bench": cmd_bench,
-                "ha-remove": cmd_ha_remove}
+                "ha-remove": cmd_ha_remove, "schema": cmd_schema}
     return handlers[args.command](args)
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from edge_runtime.payload_schemas import SCHEMAS_BY_MESSAGE, as_text
+
+    sys.stdout.write(as_text(SCHEMAS_BY_MESSAGE[args.message]()))
+    return 0
 
 
 def _load(args: argparse.Namespace) -> Any:

@@ -2,19 +2,14 @@
 
 The envelope (who, when, which frame and model) is written here; each task's part (its payload
 field and the schema of its value, its entity state) comes from its `Task` (postprocessing/
-task.py), so a new task documents its own payload. `edge_runtime/schemas/result.schema.json` and
-`state.schema.json` are these schemas written out for consumers that read a file; a test fails
-when they differ from what the tasks assemble, and
-
-    python -m edge_runtime.payload_schemas
-
-writes them again.
+task.py), so a new task documents its own payload and nothing else changes. There is no file to
+regenerate: `edge-runtime schema result` (or `state`) prints them; the event schema, which no
+task contributes to, is the file `schemas/event.schema.json`.
 """
 
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -126,15 +121,9 @@ def as_text(schema: dict[str, Any]) -> str:
     return json.dumps(schema, indent=2) + "\n"
 
 
-FILES = {"result.schema.json": result_schema, "state.schema.json": state_schema}
+def event_schema() -> dict[str, Any]:
+    schema: dict[str, Any] = json.loads((SCHEMAS / "event.schema.json").read_text("utf-8"))
+    return schema
 
 
-def main() -> int:
-    for name, make in FILES.items():
-        (SCHEMAS / name).write_text(as_text(make()), encoding="utf-8")
-        print(f"wrote {SCHEMAS / name}", file=sys.stderr)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())
+SCHEMAS_BY_MESSAGE = {"result": result_schema, "state": state_schema, "event": event_schema}

@@ -3,7 +3,6 @@ subscriber; the published boxes must match the drawn shapes in the original fram
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import cv2
@@ -11,11 +10,12 @@ import jsonschema
 import numpy as np
 
 from conftest import edge_runtime, write_config
+from edge_runtime.payload_schemas import result_schema
 
 REPO = Path(__file__).resolve().parent.parent
 SHAPES_MODEL = REPO / "tests" / "models" / "det_shapes.tflite"  # yolo head, letterbox metadata
 YOLO_V8 = REPO / "tests" / "models" / "det_yolo_v8.tflite"
-SCHEMA = json.loads((REPO / "edge_runtime" / "schemas" / "result.schema.json").read_text())
+SCHEMA = result_schema()  # as the task plugins assemble it (edge-runtime schema result)
 
 # (frame width, height, shape, (xmin, ymin, xmax, ymax) in frame pixels, background, color):
 # wide and tall frames, so the letterbox bars are on different sides.

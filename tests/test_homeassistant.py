@@ -27,6 +27,7 @@ from edge_runtime.homeassistant.discovery import (
 from edge_runtime.homeassistant.snapshot import SnapshotPolicy, render
 from edge_runtime.homeassistant.states import StateThrottle
 from edge_runtime.messages.topics import Topics
+from edge_runtime.payload_schemas import result_schema, state_schema
 from edge_runtime.postprocessing.registry import TASKS
 from edge_runtime.postprocessing.task import EntityContext
 from ha_scenes import ha_config, moving_square
@@ -89,7 +90,7 @@ def test_removed_pipelines_and_labels_are_removed_from_home_assistant() -> None:
 
 
 def test_state_schema_tells_the_tasks_apart() -> None:
-    schema = json.loads((SCHEMAS / "state.schema.json").read_text())
+    schema = state_schema()
     for task, fields in [("classification", {"classes": []}), ("detection", {"detections": []}),
                          ("raw", {"outputs": {"y": {"shape": [1], "data": [0.5]}}})]:
         jsonschema.validate(entity_state(task, "t", fields, ("a",), ("z",))[1], schema)
@@ -213,12 +214,11 @@ def test_daemon_publishes_discovery_states_snapshots_events_and_obeys_control(
     first_end = next(e for e in events if e["type"] == "end")
     assert first_end["id"] == events[0]["id"] and first_end["best_score"] > 0.9
     results = [json.loads(p) for p in rec.on(f"{base}/result")]
-    result_schema = json.loads((SCHEMAS / "result.schema.json").read_text())
-    jsonschema.validate(results[0], result_schema)
+    jsonschema.validate(results[0], result_schema())
     assert results[0]["detections"][0]["id"] == events[0]["id"]
     # the state and the snapshot are retained latest values
     state = json.loads(retained(mosquitto.port, f"{base}/state"))
-    jsonschema.validate(state, json.loads((SCHEMAS / "state.schema.json").read_text()))
+    jsonschema.validate(state, state_schema())
     assert state["counts"]["square"] == 1 and state["counts"]["disc"] == 0
     jpeg = retained(mosquitto.port, f"{base}/snapshot")
     image = cv2.imdecode(np.frombuffer(jpeg, np.uint8), cv2.IMREAD_COLOR)
