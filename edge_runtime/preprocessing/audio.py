@@ -140,10 +140,11 @@ class MelBands:
 
     A matrix product this small is microseconds on one thread, but numpy's OpenBLAS splits it
     across threads from about [98, 257] x [257, 40] on, and on a busy two-core board those
-    threads wait for each other (measured on a loaded two-core machine: 0.03 ms single-threaded,
-    2.5 ms threaded; this: 0.17 ms, and no threads). The triangles of bands k and k + 2 do not overlap, so the even bands and
-    the odd bands are each one weighting of the bins and a sum over contiguous runs of them
-    (`np.add.reduceat`): two multiplies and two reductions, the same sums.
+    threads wait for each other (measured on a loaded two-core machine: 0.03 ms
+    single-threaded, 2.5 ms threaded; this: 0.17 ms, and no threads). The triangles of bands k
+    and k + 2 do not overlap, so the even bands and the odd bands are each one weighting of the
+    bins and a sum over contiguous runs of them (`np.add.reduceat`): two multiplies and two
+    reductions, the same sums.
     """
 
     def __init__(self, weights: np.ndarray) -> None:
