@@ -176,3 +176,18 @@ def test_edge_convert_refuses_features_that_do_not_fit_the_input(tone_model, tmp
     code, _, stderr = convert(tone_model / "tones.keras", "-o", tmp_path / "x.tflite",
                               "--n-mels", 16, "--no-progress")
     assert code == 2 and "--n-mels: audio options need --sample-rate" in stderr
+
+
+@pytest.mark.slow
+def test_without_data_agreement_is_measured_on_noise_through_the_features(tone_model, tmp_path):
+    from edge_runtime.model.metadata import read_model_metadata
+
+    output = tmp_path / "tones_dynamic.tflite"
+    code, stdout, stderr = convert(
+        tone_model / "tones.keras", "-o", output, "--quantize", "dynamic",
+        "--sample-rate", RATE, "--window", RATE // 2, "--features", "log-mel", "--n-fft", 256,
+        "--win-length", 200, "--hop-length", 100, "--n-mels", 16, "--mean", -4, "--std", 4,
+        "--no-progress")
+    assert code == 0, stderr
+    assert "agreement measured on 32 random inputs" in stdout
+    assert read_model_metadata(output.read_bytes()).audio == AUDIO.to_dict()
