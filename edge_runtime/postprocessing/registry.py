@@ -6,7 +6,8 @@ summary, Home Assistant entities) plus one line here.
 
 from __future__ import annotations
 
-from edge_runtime.postprocessing import classification, raw
+from edge_runtime.postprocessing import classification
+from edge_runtime.postprocessing import raw
 from edge_runtime.postprocessing.detection import task as detection
 from edge_runtime.postprocessing.task import Task
 
