@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from edge_runtime.postprocessing import classification
 from edge_runtime.postprocessing import raw
+from edge_runtime.postprocessing import regression
 from edge_runtime.postprocessing.detection import task as detection
 from edge_runtime.postprocessing.task import Task
 
@@ -15,5 +16,6 @@ TASKS: dict[str, Task] = {
     "classification": classification.TASK,
     "detection": detection.TASK,
     "raw": raw.TASK,
+    "regression": regression.TASK,
 }
 DEFAULT_TASK = "raw"
