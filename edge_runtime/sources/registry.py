@@ -16,6 +16,7 @@ from edge_runtime.sources.csv_source import CsvOptions, CsvSource
 from edge_runtime.sources.images import ImagesOptions, ImagesSource
 from edge_runtime.sources.mqtt_source import MqttSource, MqttSourceOptions
 from edge_runtime.sources.serial_source import SerialOptions, SerialSource
+from edge_runtime.sources.stream import StreamOptions, StreamSource
 from edge_runtime.sources.video import CameraOptions, CameraSource, VideoOptions, VideoSource
 
 
@@ -29,6 +30,7 @@ SOURCES: dict[str, SourcePlugin] = {
     "images": SourcePlugin(ImagesOptions, ImagesSource),
     "video": SourcePlugin(VideoOptions, VideoSource),
     "camera": SourcePlugin(CameraOptions, CameraSource),
+    "stream": SourcePlugin(StreamOptions, StreamSource),
     "csv": SourcePlugin(CsvOptions, CsvSource),
     "mqtt": SourcePlugin(MqttSourceOptions, MqttSource),
     "serial": SourcePlugin(SerialOptions, SerialSource),

@@ -1,4 +1,7 @@
-"""Video files and cameras (V4L2 index or /dev path, RTSP/HTTP URLs) through OpenCV VideoCapture."""
+"""Video files and local cameras (V4L2 index or /dev path) through OpenCV VideoCapture.
+
+Network cameras are `type = "stream"` (stream.py): newest frame, timeouts, redacted credentials.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ from pathlib import Path
 import cv2
 
 from edge_runtime.config.typed import at_least
+from edge_runtime.sources.stream import redact
 from edge_runtime.sources.base import (
     EndOfStream,
     Frame,
@@ -36,13 +40,19 @@ class VideoOptions:
 @dataclass(frozen=True)
 class CameraOptions:
     type: str
-    device: int | str = 0  # index, /dev/videoN, or an rtsp:// / http:// URL
+    device: int | str = 0  # index or /dev/videoN
     width: int = field(default=0, metadata=at_least(0))  # 0 = the camera's default
     height: int = field(default=0, metadata=at_least(0))
     fps: float = field(default=0.0, metadata=at_least(0))
 
     def traits(self) -> SourceTraits:
         return SourceTraits(Kind.IMAGE, live=True, max_fps=self.fps)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        if isinstance(self.device, str) and "://" in self.device:
+            return "device", ("a network camera is type = \"stream\" with url = ... (newest frame, "
+                              f"timeouts, reconnects, credentials kept out of logs), not {redact(self.device)!r}")
+        return None
 
 
 class _CaptureSource(Source):

@@ -1,0 +1,235 @@
+"""`type = "stream"`: a network camera (RTSP or HTTP MJPEG) read through OpenCV's FFmpeg backend.
+
+    [pipelines.source]
+    type = "stream"
+    url = "rtsp://user:pass@192.168.1.20:554/stream1"   # or http://.../video.mjpg
+    transport = "tcp"        # RTSP: tcp (default, survives packet loss) | udp
+    open_timeout = 10        # seconds to connect and get the first frame
+    read_timeout = 10        # seconds without a frame before the stream counts as stalled
+
+What it guarantees:
+
+- The frame handed over is the newest the camera sent. A reader thread (`stream-<pipeline>`)
+  grabs every frame as it arrives, so neither FFmpeg's buffers nor the socket hold a backlog
+  when the model is slower than the stream; it converts (`retrieve`) only a frame the pipeline
+  asked for, so skipped frames cost no colour conversion. docs/PERFORMANCE.md has the frame age
+  this keeps, against reading on demand.
+- A stream that ends, or sends nothing for `read_timeout` seconds, raises SourceError: the
+  pipeline closes it and reopens it with backoff, counting `source_failures` and
+  `source_reconnects`. Other pipelines run in their own threads and never notice.
+- Credentials never leave the URL: logs, errors and the stats name the stream by `redact(url)`
+  (`rtsp://***@host/...`, and the values of password-like query parameters).
+
+The RTSP transport is an FFmpeg option that OpenCV only takes from the process environment
+(OPENCV_FFMPEG_CAPTURE_OPTIONS, read when a capture opens): opens are serialised by one lock and
+the variable is restored afterwards, so two streams with different transports do not mix.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Literal
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import cv2
+import numpy as np
+
+from edge_runtime.config.typed import at_least
+from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, SourceError, SourceTraits
+from edge_runtime.sources.process import Newest
+from edge_runtime.supervision.threads import NamedThread
+
+logger = logging.getLogger(__name__)
+
+WAIT = 0.5  # seconds `read` waits before returning None (the pipeline beats its heartbeat)
+SCHEMES = ("rtsp", "rtsps", "http", "https")
+_SECRET_PARAMS = ("password", "passwd", "pass", "pwd", "token", "key", "auth", "secret")
+_CAPTURE_OPTIONS = "OPENCV_FFMPEG_CAPTURE_OPTIONS"
+_OPEN_LOCK = threading.Lock()  # guards the process environment while a capture opens
+
+
+def redact(url: str) -> str:
+    """`url` without its credentials: user:pass@ becomes ***@, secret query values ***."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return "<invalid url>"
+    netloc = parts.netloc
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    query = parts.query
+    if query:
+        pairs = parse_qsl(query, keep_blank_values=True)
+        query = urlencode([(k, "***" if k.lower() in _SECRET_PARAMS else v) for k, v in pairs],
+                          safe="*")
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def _url_problem(url: str) -> str | None:
+    scheme = urlsplit(url).scheme.lower() if "://" in url else ""
+    if scheme not in SCHEMES:
+        return (f"expected an {'/'.join(s + '://' for s in SCHEMES)} URL, got {redact(url)!r} "
+                "(local cameras: type = \"camera\")")
+    if not urlsplit(url).hostname:
+        return f"no host in {redact(url)!r}"
+    return None
+
+
+@dataclass(frozen=True)
+class StreamOptions:
+    type: str
+    url: str = field(metadata={"check": _url_problem})
+    transport: Literal["tcp", "udp"] = "tcp"  # RTSP only
+    open_timeout: float = field(default=10.0, metadata=at_least(0.5))
+    read_timeout: float = field(default=10.0, metadata=at_least(0.5))
+    fps: float = field(default=0.0, metadata=at_least(0))  # at most this many frames/s inferred
+
+    def traits(self) -> SourceTraits:
+        return SourceTraits(Kind.IMAGE, live=True, max_fps=self.fps)
+
+    @property
+    def ffmpeg_options(self) -> str:
+        """OPENCV_FFMPEG_CAPTURE_OPTIONS for this stream (key;value pairs joined by |)."""
+        if urlsplit(self.url).scheme.lower().startswith("rtsp"):
+            return f"rtsp_transport;{self.transport}"
+        return ""
+
+
+def open_capture(url: str, ffmpeg_options: str, open_timeout: float,
+                 read_timeout: float) -> cv2.VideoCapture:
+    """A VideoCapture on `url` through FFmpeg with these options and timeouts; SourceError if not."""
+    params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
+              cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
+    with _OPEN_LOCK:
+        before = os.environ.get(_CAPTURE_OPTIONS)
+        if ffmpeg_options:
+            os.environ[_CAPTURE_OPTIONS] = ffmpeg_options
+        else:
+            os.environ.pop(_CAPTURE_OPTIONS, None)
+        try:
+            capture = cv2.VideoCapture(url, cv2.CAP_FFMPEG, params)
+        finally:
+            if before is None:
+                os.environ.pop(_CAPTURE_OPTIONS, None)
+            else:
+                os.environ[_CAPTURE_OPTIONS] = before
+    if not capture.isOpened():
+        capture.release()
+        raise SourceError(f"cannot open {redact(url)} (no answer within {open_timeout:g}s, "
+                          "refused, or not a video stream)")
+    return capture
+
+
+class NewestFrameReader:
+    """Owns an open VideoCapture: grabs every frame on its thread, converts the ones asked for.
+
+    `request()` asks for a frame; the next frame grabbed after it is converted and put into
+    `newest`. `grabbed` counts every frame the stream sent, `converted` those handed over.
+    """
+
+    def __init__(self, capture: cv2.VideoCapture, name: str, label: str) -> None:
+        self._capture = capture
+        self._label = label
+        self.newest: Newest[tuple[float, np.ndarray]] = Newest()
+        self._wanted = threading.Event()
+        self._stop = threading.Event()
+        self.error: str | None = None  # why the stream ended, once it has
+        self.grabbed = 0
+        self.converted = 0
+        self._thread = NamedThread(target=self._run, name=name, daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def request(self) -> None:
+        self._wanted.set()
+
+    @property
+    def ended(self) -> bool:
+        return not self._thread.is_alive()
+
+    def _run(self) -> None:
+        capture = self._capture
+        try:
+            while not self._stop.is_set():
+                if not capture.grab():  # FFmpeg's read timeout ends a stalled stream too
+                    self.error = f"{self._label} ended or sent nothing in time"
+                    return
+                grabbed_at = time.time()
+                self.grabbed += 1
+                if self._wanted.is_set():
+                    self._wanted.clear()
+                    ok, image = capture.retrieve()
+                    if ok and image is not None:
+                        self.converted += 1
+                        self.newest.put((grabbed_at, image))
+        except Exception as exc:  # noqa: BLE001 - reported by the source's next read
+            self.error = f"{self._label}: {exc}"
+        finally:
+            self.newest.put((0.0, np.empty(0)))  # wakes a waiting read at once when it ended
+
+    def stop(self, timeout: float) -> bool:
+        """Stop grabbing; True when the thread ended within `timeout` (then the capture is free)."""
+        self._stop.set()
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+
+class StreamSource(Source):
+    def __init__(self, options: StreamOptions, ctx: SourceContext) -> None:
+        self.options = options
+        self.label = redact(options.url)
+        self._thread_name = f"stream-{ctx.pipeline}"
+        self._capture: cv2.VideoCapture | None = None
+        self._reader: NewestFrameReader | None = None
+        self._count = 0
+        self._last_frame = 0.0
+
+    def open(self) -> None:
+        self.close()
+        options = self.options
+        capture = open_capture(options.url, options.ffmpeg_options, options.open_timeout,
+                               options.read_timeout)
+        self._capture = capture
+        self._reader = NewestFrameReader(capture, self._thread_name, self.label)
+        self._reader.start()
+        self._last_frame = time.monotonic()
+        logger.info("%s: %s open", self._thread_name, self.label)
+
+    def read(self) -> Frame | None:
+        reader = self._reader
+        if reader is None:
+            raise SourceError(f"{self.label} is not open")
+        reader.request()
+        got = reader.newest.take(WAIT)
+        if got is None or not got[1].size:
+            if reader.ended:
+                raise SourceError(reader.error or f"{self.label} ended")
+            if time.monotonic() - self._last_frame > self.options.read_timeout + WAIT:
+                raise SourceError(f"{self.label} sent no frame for {self.options.read_timeout:g}s")
+            return None
+        self._last_frame = time.monotonic()
+        captured, image = got
+        frame = Frame(image, self._count, f"stream#{self._count}", captured=captured)
+        self._count += 1
+        return frame
+
+    def close(self) -> None:
+        reader, capture = self._reader, self._capture
+        self._reader = self._capture = None
+        if reader is not None and not reader.stop(self.options.read_timeout + 2.0):
+            # grab() is stuck past FFmpeg's own timeout: releasing the capture under it would
+            # crash; the daemon thread is left to end with the process.
+            logger.error("%s: reader thread did not stop; capture left open", self.label)
+            return
+        if capture is not None:
+            capture.release()
+
+    @property
+    def frames_grabbed(self) -> int:
+        """Frames the stream sent since the last open (handed over or skipped as stale)."""
+        return self._reader.grabbed if self._reader else 0
