@@ -118,3 +118,13 @@ def test_discovery_entities_come_from_the_task():
         assert sorted(v["value_template"] for v in made.values()) == \
             sorted(e.value_template for e in described), name
     assert json.dumps(result_schema())  # plain JSON
+
+
+def test_escalation_asks_the_task_how_sure_a_result_is():
+    classification = TASKS["classification"]
+    assert classification.certainty({"classes": [{"index": 1, "label": "a", "score": 0.4}]}) == 0.4
+    assert classification.certainty({"classes": []}) == 0.0  # nothing passed the threshold
+    for name in ("raw", "detection"):
+        assert TASKS[name].confidence is None
+        with pytest.raises(ValueError):
+            TASKS[name].certainty({TASKS[name].field: []})

@@ -37,6 +37,7 @@ from edge_runtime.model.tflite_model import TfliteModel, dequantize
 from edge_runtime.pipeline.crops import Region, crop_region, cut, to_frame_geometry
 from edge_runtime.pipeline.model_health import ModelHealth, reason_of
 from edge_runtime.postprocessing.base import PostprocessError
+from edge_runtime.postprocessing.registry import TASKS
 from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.sources.base import Frame
@@ -47,8 +48,6 @@ if TYPE_CHECKING:
 
 logger = logging.getLogger(__name__)
 _warn = RateLimitedLogger(logger)
-
-ESCALATE_TASKS = ("classification",)  # tasks with a top score to be unsure about
 
 
 @dataclass
@@ -256,9 +255,8 @@ class Escalation:
         return True
 
     def unsure(self, fields: dict[str, Any]) -> bool:
-        classes = fields.get("classes") or []
-        top = float(classes[0]["score"]) if classes else 0.0
-        return top < self.below
+        """The task's confidence in the result (classification: the top score) is below."""
+        return self.parts.task_plugin.certainty(fields) < self.below
 
     def run(self, frame: Frame) -> dict[str, Any]:
         parts, model = self.parts, self.model
@@ -357,9 +355,10 @@ def build_cascade(pipeline: PipelineConfig, app: AppConfig, task: str, labels: t
     escalation = None
     if pipeline.escalate is not None:
         at = f"{key}.escalate"
-        if task not in ESCALATE_TASKS:
+        if TASKS[task].confidence is None:
+            scored = [name for name, plugin in TASKS.items() if plugin.confidence is not None]
             raise ConfigError(app.file, at, f"escalation compares top scores; task {task!r} has "
-                                            f"none (use {' or '.join(ESCALATE_TASKS)})")
+                                            f"none (use {' or '.join(scored)})")
         config = pipeline.escalate
         as_pipeline = _as_pipeline(pipeline, config.model, config.preprocess, config.postprocess,
                                    f"{pipeline.name}.escalate")

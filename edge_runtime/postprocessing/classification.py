@@ -83,6 +83,11 @@ def top_label(classes: list[dict[str, Any]]) -> Hashable:
     return str(classes[0].get("label", classes[0].get("index"))) if classes else None
 
 
+def top_score(classes: list[dict[str, Any]]) -> float:
+    """How sure the result is: the top class's score (0 when none passed the threshold)."""
+    return float(classes[0]["score"]) if classes else 0.0
+
+
 def entities(ctx: EntityContext) -> list[Entity]:
     return [Entity(("label",), "sensor", "label",
                    "{{ value_json.label if value_json.label is not none else 'none' }}",
@@ -111,4 +116,4 @@ STATE_SCHEMA = {
 }
 
 TASK = Task(ClassificationOptions, Classifier, "classes", SCHEMA, summary=top_label,
-            entities=entities, state=state, state_schema=STATE_SCHEMA)
+            confidence=top_score, entities=entities, state=state, state_schema=STATE_SCHEMA)

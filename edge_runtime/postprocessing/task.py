@@ -8,6 +8,8 @@ A task plugin is one module that builds a `Task` and one line in registry.py. Th
   (`edge_runtime/result_schema.py`), so a task's payload is documented where it is made;
 - `summary`: what `publish.mode = "change"` compares (the top label, the set of labels), or None
   when the task's results have no such state (then `change` is refused at `check`);
+- `confidence`: how sure a result is, which `[pipelines.escalate] below` compares (the top
+  score), or None when the task has no such score (then escalation is refused at `check`);
 - `entities` / `state`: the Home Assistant entities its results feed, as plain descriptions
   (`Entity`, turned into discovery components by homeassistant/discovery.py), and the retained
   state they read; by default one sensor whose attributes are the task's value.
@@ -79,6 +81,7 @@ class Task:
     field: str
     schema: Mapping[str, Any]  # JSON Schema of the field's value ($defs of the result schema)
     summary: Callable[[Any], Hashable] | None = None  # `change` publishing compares this
+    confidence: Callable[[Any], float] | None = None  # escalation compares this with `below`
     entities: Callable[[EntityContext], list[Entity]] | None = None  # None: value_entities
     state: Callable[[str, Any, EntityContext], tuple[Hashable, dict[str, Any]]] | None = None
     #: `{"required", "properties"}` of the `state` payload besides `ts` (None: the default
@@ -95,6 +98,12 @@ class Task:
         if self.summary is None:
             raise ValueError(f"results with {self.field!r} have nothing to compare for 'change'")
         return self.summary(fields[self.field])
+
+    def certainty(self, fields: dict[str, Any]) -> float:
+        """How sure a result is (escalation asks the bigger model below a threshold)."""
+        if self.confidence is None:
+            raise ValueError(f"results with {self.field!r} have no score to be unsure about")
+        return self.confidence(fields[self.field])
 
     def ha_entities(self, ctx: EntityContext) -> list[Entity]:
         return (self.entities or value_entities(self.field))(ctx)
