@@ -39,7 +39,7 @@ from edge_runtime.supervision.deadline import Deadline
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.threads import NamedThread
 from edge_runtime.transport import mqtt
-from edge_runtime.transport.mqtt import make_client
+from edge_runtime.transport.mqtt import connect, make_client
 
 logger = logging.getLogger(__name__)
 
@@ -173,7 +173,7 @@ class NetworkThread:
         client.on_message = self._on_message
         self._on_suback.clear()
         try:
-            client.connect(self.config.host, self.config.port, self.config.keepalive)
+            connect(client, self.config)
         except (OSError, ValueError) as exc:
             self._warn.warning("connect", "cannot reach broker %s:%d (%s); retrying with backoff; "
                                "%d result(s) wait in the outbox", self.config.host,

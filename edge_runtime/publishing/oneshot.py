@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from edge_runtime.config.schema import MqttConfig
-from edge_runtime.transport.mqtt import make_client
+from edge_runtime.transport.mqtt import connect, make_client
 
 
 class OneShotError(RuntimeError):
@@ -17,7 +17,7 @@ def publish_retained(config: MqttConfig, client_id: str, messages: list[tuple[st
     """Publish each (topic, payload) retained at QoS 1 and wait for every PUBACK."""
     client = make_client(config, client_id)
     try:
-        client.connect(config.host, config.port, config.keepalive)
+        connect(client, config)
     except (OSError, ValueError) as exc:
         raise OneShotError(f"cannot reach broker {config.host}:{config.port} ({exc})") from None
     client.loop_start()

@@ -25,7 +25,7 @@ from edge_runtime.sources.base import Frame, Kind, Source, SourceContext, Source
 from edge_runtime.sources.windowing import FLOAT32_MAX, SensorDataError, SlidingWindow
 from edge_runtime.supervision.threads import NamedThread
 from edge_runtime.transport import mqtt
-from edge_runtime.transport.mqtt import make_client
+from edge_runtime.transport.mqtt import connect_async, make_client
 
 logger = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ class MqttSource(Source):
         if self._thread is not None:
             return
         try:
-            self._client.connect_async(self._mqtt_config.host, self._mqtt_config.port,
-                                       self._mqtt_config.keepalive)
+            connect_async(self._client, self._mqtt_config)
         except (OSError, ValueError) as exc:
             raise SourceError(f"cannot connect to the broker for {self.options.topic!r}: {exc}") from exc
         self._loop_error = ""

@@ -3,7 +3,8 @@
 Both directions build on it: publishing/ (the `mqtt-network` thread, `oneshot.py`) and the
 `mqtt` source (sources/mqtt_source.py). It holds what a connection is made of, from the
 `[mqtt]` section: client id, protocol (MQTT 3.1.1, clean session), paho's callback API version,
-username and password file, TLS (CA, client certificate, `insecure`) and the connect timeout.
+username and password file, TLS (CA, client certificate, `insecure`), the connect timeout, and
+where and how to connect (host, port, keepalive).
 The paho names the callers need (client and message types, result codes) are re-exported here,
 so a paho upgrade is handled in one place.
 """
@@ -51,3 +52,13 @@ def make_client(config: MqttConfig, client_id: str) -> Client:
             client.tls_insecure_set(True)
     client.connect_timeout = CONNECT_TIMEOUT
     return client
+
+
+def connect(client: Client, config: MqttConfig) -> None:
+    """Connect to the `[mqtt]` broker now; OSError or ValueError when it cannot be reached."""
+    client.connect(config.host, config.port, config.keepalive)
+
+
+def connect_async(client: Client, config: MqttConfig) -> None:
+    """Connect once the client's own loop runs (`loop_forever` retries there by itself)."""
+    client.connect_async(config.host, config.port, config.keepalive)
