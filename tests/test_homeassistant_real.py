@@ -113,6 +113,11 @@ name = "vibration"
 source = {{ type = "csv", path = "{VIBRATION_CSV}", loop = true, stride = 32, rate = 160 }}
 model = {{ path = "{VIBRATION_MODEL}", threads = 1 }}
 postprocess = {{ task = "raw" }}
+[[pipelines]]
+name = "levels"
+source = {{ type = "csv", path = "{VIBRATION_CSV}", loop = true, stride = 32, rate = 160 }}
+model = {{ path = "{VIBRATION_MODEL}", threads = 1 }}
+postprocess = {{ task = "regression", names = ["idle", "normal", "imbalance"] }}
 [homeassistant]""")
     config.write_text(text)
     daemon = start_daemon(config)
@@ -138,6 +143,12 @@ postprocess = {{ task = "raw" }}
     raw = entity("sensor", "vibration", "outputs")
     wait_until(lambda: (ha.state(raw) or {"state": ""})["state"].startswith("20"), 20)  # its ts
     assert ha.state(raw)["attributes"]["outputs"]
+    # a regression task's values: one numeric sensor per name, read from the retained state
+    levels = [entity("sensor", "levels", f"value_{name}") for name in ("idle", "normal", "imbalance")]
+    wait_until(lambda: all(ha.state_is(e) and ha.state(e)["state"] not in ("unknown", "unavailable")
+                           for e in levels), 30)
+    values = [float(ha.state(e)["state"]) for e in levels]
+    assert all(0 <= v <= 1 for v in values) and abs(sum(values) - 1) < 0.01  # the softmax
     assert ha.state(entity("image", "digits", "snapshot")) is None  # no [pipelines.snapshot]
 
     # one device, every entity of both pipelines on it, diagnostics flagged as such
