@@ -15,7 +15,7 @@ from edge_runtime.app_config import load_config
 from edge_runtime.config.typed import ConfigError
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel
-from edge_runtime.pipeline.auto_threads import ThreadTuner, candidate_counts
+from edge_runtime.pipeline.auto_threads import ThreadTuner, candidate_counts, median
 from edge_runtime.publishing.stats import StatsReporter
 from test_pipeline_perf import Run
 
@@ -80,6 +80,12 @@ def test_an_interruption_restarts_the_trial_instead_of_counting_the_wait() -> No
     tuner.interrupted()
     drive(tuner, clock, {1: 0.01, 2: 0.02})
     assert tuner.report.medians()[1] == pytest.approx(100, rel=0.02)
+
+
+def test_median_of_odd_and_even_counts() -> None:
+    assert median([3.0, 1.0, 2.0]) == 2.0
+    assert median([4.0, 1.0]) == 2.5
+    assert median([7.0]) == 7.0
 
 
 def test_candidates_are_one_to_the_cpu_count_capped() -> None:

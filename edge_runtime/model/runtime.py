@@ -14,7 +14,6 @@ import importlib
 import logging
 import os
 from dataclasses import dataclass
-from importlib import metadata as importlib_metadata
 from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
@@ -49,10 +48,15 @@ def _import_backend(name: str) -> Runtime:
     module_name, dist = _BACKENDS[name]
     module = importlib.import_module(module_name)
     interpreter_class, load_delegate = module.Interpreter, module.load_delegate
-    try:
-        version = importlib_metadata.version(dist)
-    except importlib_metadata.PackageNotFoundError:
-        version = "unknown"
+    # Both packages say their version; importlib.metadata (0.8 MB of RSS) only if one does not.
+    version = getattr(importlib.import_module(module_name.partition(".")[0]), "__version__", None)
+    if not isinstance(version, str):
+        from importlib import metadata
+
+        try:
+            version = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            version = "unknown"
     return Runtime(name, version, interpreter_class, load_delegate)
 
 
