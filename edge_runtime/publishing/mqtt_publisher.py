@@ -29,8 +29,9 @@ from edge_runtime.supervision.heartbeat import Heartbeats
 
 logger = logging.getLogger(__name__)
 
-QOS0_QUEUE = 1000
-OUTAGE = 3.0  # seconds without a broker connection after which stop() does not wait to flush  # QoS 0 results waiting for the network thread (only while it is busy)
+QOS0_QUEUE = 1000  # QoS 0 results waiting for the network thread (only while it is busy)
+# Seconds without a broker connection after which stop() does not wait to flush.
+OUTAGE = 3.0
 
 
 def _encoder(body: dict[str, Any]) -> Callable[[int], bytes]:

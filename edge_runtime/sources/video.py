@@ -51,7 +51,8 @@ class CameraOptions:
     def cross_check(self) -> tuple[str, str] | None:
         if isinstance(self.device, str) and "://" in self.device:
             return "device", ("a network camera is type = \"stream\" with url = ... (newest frame, "
-                              f"timeouts, reconnects, credentials kept out of logs), not {redact(self.device)!r}")
+                              "timeouts, reconnects, credentials kept out of logs), not "
+                              f"{redact(self.device)!r}")
         return None
 
 
