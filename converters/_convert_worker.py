@@ -3,7 +3,8 @@
 The TF converter can crash the whole process on some graphs (TF 2.21 segfaults calibrating a
 Keras 3 LSTM for int8), so edge-convert runs it here and turns a crash into an error naming the
 mode (see converters.conversion). The job file names the source model, its loader, the
-calibration array and the modes to convert in order; each model is written to its own file.
+calibration array and the modes to convert in order (and `sparse_weights` for a pruned model,
+see converters.modes.configure); each model is written to its own file.
 Progress goes out as JSON lines on the original stdout; everything else printed to stdout (the
 converter prints) is sent to stderr.
 """
@@ -63,7 +64,8 @@ def run(job: dict[str, Any], events: TextIO) -> int:
             representative = (
                 _representative(calibration, mode, events) if calibration is not None else None
             )
-            configure(converter, mode, io_type, representative)
+            configure(converter, mode, io_type, representative,
+                      bool(job.get("sparse_weights")))
             model_bytes = converter.convert()
         except Exception as exc:  # noqa: BLE001 - the converter raises many types; report, next mode
             traceback.print_exc()

@@ -78,6 +78,8 @@ class Options:
     max_accuracy_drop: float | None = None
     # Task options stored in the metadata (validated against the daemon's task plugin).
     postprocess: dict[str, Any] = field(default_factory=dict)
+    # A pruned model: float modes store its zeros sparse (converters.modes.SPARSE_WEIGHT_MODES).
+    sparse_weights: bool = False
     tflite_runtime_python: str | None = None
     timeout_s: float = 1800.0
     progress: bool = True
@@ -358,7 +360,8 @@ def run(options: Options) -> Result:
         workdir = Path(tmp)
         outcomes = convert_all(conversion.loader, conversion.model, jobs,
                                calibration.x if calibration is not None else None, workdir,
-                               progress, options.timeout_s, conversion.command, conversion.job)
+                               progress, options.timeout_s, conversion.command,
+                               {**conversion.job, "sparse_weights": options.sparse_weights})
         verified: dict[str, bytes] = {}
         for outcome in outcomes:
             mode, io_type = outcome.job.mode, outcome.job.io_type

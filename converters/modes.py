@@ -37,6 +37,11 @@ MODES: dict[str, QuantMode] = {
     )
 }
 MODE_NAMES = tuple(MODES)
+# Modes whose pruned weights are stored sparse (tf.lite.Optimize.EXPERIMENTAL_SPARSITY: DENSIFY
+# ops): the file itself shrinks and XNNPACK may run the model with its sparse kernels. Quantized
+# weights stored sparse do not load on ai-edge-litert 2.3 (XNNPACK "failed to delegate" the
+# dynamic and int8 models; int16x8's CONV_2D refuses its bias), so those stay dense.
+SPARSE_WEIGHT_MODES = ("none", "float16")
 
 
 def resolve_io_type(mode: str, io_type: str | None) -> str:
@@ -57,16 +62,22 @@ def configure(
     mode: str,
     io_type: str,
     representative: Callable[[], Iterable[list[np.ndarray]]] | None,
+    sparse_weights: bool = False,
 ) -> None:
-    """Set a tf.lite.TFLiteConverter up for `mode` (TensorFlow is imported by the caller)."""
+    """Set a tf.lite.TFLiteConverter up for `mode` (TensorFlow is imported by the caller).
+
+    `sparse_weights` (pruned models): in SPARSE_WEIGHT_MODES, weights that are mostly zeros are
+    stored in TFLite's sparse format, expanded by DENSIFY ops when the model is loaded."""
     import tensorflow as tf
 
     spec = MODES[mode]
     if spec.needs_calibration and representative is None:
         raise ValueError(f"--quantize {mode} needs calibration data")
+    if sparse_weights and mode in SPARSE_WEIGHT_MODES:
+        converter.optimizations = [tf.lite.Optimize.EXPERIMENTAL_SPARSITY]
     if mode == "none":
         return
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.optimizations = [*converter.optimizations, tf.lite.Optimize.DEFAULT]
     if mode == "float16":
         converter.target_spec.supported_types = [tf.float16]
     elif mode == "dynamic":

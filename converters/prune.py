@@ -12,9 +12,11 @@ small, so it is written here against Keras 3's public API:
 - after every batch the masked weights are written back as zeros, so the saved model is an
   ordinary Keras model whose kernels are SPARSITY zeros.
 
-A TFLite file stores zeros like any other weight: pruning does not shrink the .tflite file, it
-makes it compress (the size of a download or an OTA update), and it makes nothing faster on the
-runtimes the daemon uses unless XNNPACK's sparse inference applies (see `latency_variants`).
+What the zeros buy in the .tflite file: float32/float16 files of a pruned model store mostly-zero
+weights in TFLite's sparse format (converters.modes.SPARSE_WEIGHT_MODES; DENSIFY ops expand them
+when the model is loaded), so the file itself shrinks. Quantized files store zeros like any
+other weight: only their compressed size (a download, an OTA update) shrinks. Speed: see
+`latency_variants`.
 """
 
 from __future__ import annotations
@@ -154,10 +156,15 @@ def latency_variants(model_bytes: bytes, x: np.ndarray, repeats: int = 200) -> d
     """Median invoke latency (ms, one thread) on ai-edge-litert with its default XNNPACK delegate
     and without any delegate (the built-in kernels).
 
-    XNNPACK's sparse inference (TFLITE_XNNPACK_DELEGATE_FLAG_SPARSE_INFERENCE) is a delegate
-    option that neither ai-edge-litert's nor tflite-runtime's Python interpreter exposes, and it
-    only takes float models whose sparse layers are 1x1 convolutions: on the runtimes the daemon
-    uses a pruned model runs its zeros like any other weights.
+    XNNPACK's sparse inference needs no option: the TFLite XNNPACK delegate asks for it
+    (XNN_FLAG_HINT_SPARSE_INFERENCE, tensorflow/lite/delegates/xnnpack/xnnpack_delegate.cc) when
+    a delegated node reads weights a DENSIFY op expands, i.e. a float file of a pruned model. XNNPACK
+    then runs the part of the graph it can in its sparse (CHW) kernels if that part starts with a
+    3x3 stride-2 convolution of 3 channels, ends with a spatial MEAN, holds only 1x1
+    convolutions (at least 2/3 zeros), 3x3/5x5 depthwise convolutions and element-wise ops. On
+    x86 with AVX it never does (xnn_is_chw_compatible_config in XNNPACK's hardware config: "on
+    processors with AVX ISA dense inference is expected to be faster than sparse"); on Arm
+    (a Raspberry Pi) it does.
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 

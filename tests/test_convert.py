@@ -394,7 +394,7 @@ def test_prune_reports_sparsity_accuracy_compressed_size_and_latency(fx, tmp_pat
     dense, pruned = report["modes"]
     assert "variant" not in dense  # the model as given
     assert pruned["variant"] == "pruned 70%" and pruned["status"] == "ok"
-    # The file stores zeros like any weight: same size, much smaller compressed.
+    # An int8 file stores zeros like any weight: same size, much smaller compressed.
     assert abs(pruned["size_bytes"] - dense["size_bytes"]) < 0.05 * dense["size_bytes"]
     assert pruned["gzip_bytes"] < 0.8 * dense["gzip_bytes"]
     for row in (dense, pruned):
@@ -503,6 +503,13 @@ def test_compare_shows_pruned_and_distilled_side_by_side(fx, big_teacher, tmp_pa
         assert [c["runtime"] for c in m["runtime_checks"]][0] == "ai-edge-litert"
     assert "pruned 80%" in stdout and "student mobilenet 0.125" in stdout
     assert plot_path.stat().st_size > 10_000
+    # Float files of the pruned model store its zeros sparse (DENSIFY ops): the file itself
+    # shrinks, and it verified and loaded on both runtimes above; quantized files stay dense.
+    size = {(m.get("variant", ""), m["mode"]): m["size_bytes"] for m in report["modes"]}
+    for mode in ("none", "float16"):
+        assert size["pruned 80%", mode] < 0.5 * size["", mode], mode
+    for mode in ("dynamic", "int8", "int16x8"):
+        assert abs(size["pruned 80%", mode] - size["", mode]) < 0.05 * size["", mode], mode
 
 
 def test_pruning_and_distillation_together_need_compare(fx, tmp_path):
