@@ -138,7 +138,8 @@ if [ "$system" = 1 ]; then
             --shell /usr/sbin/nologin --comment "edge-runtime daemon" "$user"
     fi
     # Device groups that exist on this image (Raspberry Pi OS has all of them, plain Debian only
-    # video, dialout and audio). The unit lists only "video": a missing group there stops the start.
+    # video, dialout and audio). The unit lists only those three (base-passwd's static groups): a
+    # missing group there stops the start.
     for group in video gpio i2c spi dialout audio; do
         if getent group "$group" >/dev/null && ! id -nG "$user" | tr ' ' '\n' | grep -qx "$group"; then
             usermod -a -G "$group" "$user"

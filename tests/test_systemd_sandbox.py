@@ -11,6 +11,7 @@ no capabilities) is in force.
 from __future__ import annotations
 
 import fcntl
+import grp
 import os
 import shutil
 import signal
@@ -343,3 +344,64 @@ def test_systemd_restarts_a_daemon_whose_inference_hangs(boot_systemd, mosquitto
     wait_until(lambda: booted.service_log().count("running 1 pipeline") >= 2, 60)  # a new process
     # The restarted daemon is up again (and will hang again: the hook is still set).
     assert booted.wait_state()["ActiveState"] in ("active", "activating"), booted.service_log()
+
+
+def _children(pid: int) -> list[int]:
+    """Child processes of every thread of `pid` (a source thread starts a command's child)."""
+    found = []
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return found
+
+
+def _status(pid: int) -> dict[str, str]:
+    lines = Path(f"/proc/{pid}/status").read_text().splitlines()
+    return dict(line.split(":\t", 1) for line in lines if ":\t" in line)
+
+
+def _command_payload(port: int) -> dict[str, bytes]:
+    """The installed example config with its source replaced by a camera-like command source:
+    ffmpeg writing MJPEG to stdout, as rpicam-vid does on a Pi."""
+    payload = _daemon_payload(port)
+    config = payload["config.toml"].decode()
+    start = config.index("[pipelines.source]")
+    end = config.index("[pipelines.model]")
+    # After ffmpeg (which a closed pipe ends anyway) the shell lives on as `sleep`: only
+    # PR_SET_PDEATHSIG can end it when the daemon dies.
+    script = ("ffmpeg -loglevel error -re -f lavfi -i testsrc=size=64x64:rate=5 -f mjpeg -; "
+              "exec sleep 600")
+    source = f'[pipelines.source]\ntype = "command"\nformat = "mjpeg"\ncommand = ["sh", "-c", "{script}"]\n\n'
+
+    payload["config.toml"] = (config[:start] + source + config[end:]).encode()
+    return payload
+
+
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (deploy/dev-setup.sh)")
+def test_a_command_source_child_runs_under_the_units_sandbox(boot_systemd, mosquitto, subscribe):
+    """The child inherits the sandbox (seccomp, no privileges, the device groups), and the
+    filter lets the daemon set PR_SET_PDEATHSIG: with KillMode=process (systemd leaves the child
+    alone), SIGKILL of the daemon still takes the child with it."""
+    sub = subscribe("edge/sandbox/#")
+    booted = boot_systemd(
+        [sys.executable, "-m", "edge_runtime", "run", "--config", f"{PAYLOAD}/config.toml"],
+        _command_payload(mosquitto.port), extra=("KillMode=process",))
+    state = booted.wait_state()
+    assert state["ActiveState"] == "active", f"{state}\n{booted.service_log()}"
+    wait_until(lambda: len(sub.on("edge/sandbox/digits/result")) >= 3, 60)
+    daemon = _host_pid_of_service(booted)
+    child = wait_until(lambda: _children(daemon), 30)[0]  # the shell the command source started
+    ffmpeg = wait_until(lambda: _children(child), 30)[0]
+    assert Path(f"/proc/{ffmpeg}/comm").read_text().strip() == "ffmpeg"
+    status = _status(ffmpeg)
+    assert status["Seccomp"] == "2" and status["NoNewPrivs"] == "1", status
+    assert status["CapEff"] == "0000000000000000", status
+    groups = {int(g) for g in status["Groups"].split()}
+    assert {grp.getgrnam(name).gr_gid for name in ("video", "audio", "dialout")} <= groups, status
+    assert Path(f"/proc/{ffmpeg}/cgroup").read_text() == Path(f"/proc/{daemon}/cgroup").read_text()
+    os.kill(daemon, signal.SIGKILL)
+    wait_until(lambda: not Path(f"/proc/{child}").exists()
+               or _status(child).get("State", "").startswith("Z"), 10)
+    assert "operation not permitted" not in booted.service_log().lower()
