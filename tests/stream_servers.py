@@ -61,8 +61,9 @@ def frame_index(image: np.ndarray) -> int:
 
 class MjpegServer:
     def __init__(self, fps: float = 20.0, credentials: tuple[str, str] | None = None,
-                 port: int = 0) -> None:
+                 port: int = 0, size: tuple[int, int] = SIZE) -> None:
         self.fps = fps
+        self.size = size
         self.credentials = credentials
         self.port = port or free_port()
         self.started = time.time()
@@ -82,7 +83,7 @@ class MjpegServer:
     def _jpeg(self, index: int) -> bytes:
         data = self._jpegs.get(index)
         if data is None:
-            data = cv2.imencode(".jpg", draw_index(index), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            data = cv2.imencode(".jpg", draw_index(index, self.size), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
             self._jpegs = {index: data}  # one cached: every client sends the frame of the moment
         return data
 
