@@ -4,6 +4,7 @@ pipeline is built from that declaration alone. The command source, whose kind fo
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
@@ -111,3 +112,16 @@ def test_command_sources_run_as_image_and_sensor_pipelines(tmp_path, mosquitto, 
     assert vib and all(r["classes"][0]["label"] in labels for r in vib)
     assert all("width" not in r["source"] and "height" not in r["source"] for r in vib)
 
+
+
+def test_the_readme_sources_table_has_every_source_and_its_keys():
+    """A registered source without a README row, or a key the row does not name, is a user
+    left guessing (the table is the user's reference for `[pipelines.source]`)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text().splitlines()
+    for name, plugin in SOURCES.items():
+        rows = [line for line in readme if line.startswith(f"| `{name}` |")]
+        assert len(rows) == 1, f"README's sources table has {len(rows)} rows for {name!r}"
+        keys = rows[0].split("|")[2]
+        undocumented = [f.name for f in dataclasses.fields(plugin.options)
+                        if f.name != "type" and f"`{f.name}`" not in keys]
+        assert not undocumented, f"{name}: keys missing from README's row: {undocumented}"
