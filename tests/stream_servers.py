@@ -71,6 +71,7 @@ class MjpegServer:
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self.stalled = threading.Event()  # set: connections stay open and nothing is sent
         self._jpegs: dict[int, bytes] = {}
 
     def url(self, user_info: str = "") -> str:
@@ -110,6 +111,9 @@ class MjpegServer:
                 self.end_headers()
                 try:
                     while not server._stop.is_set():
+                        if server.stalled.is_set():
+                            server._stop.wait(0.05)
+                            continue
                         index = int((time.time() - server.started) * server.fps)
                         data = server._jpeg(index)
                         self.wfile.write(b"--frame\r\nContent-Type: image/jpeg\r\n"

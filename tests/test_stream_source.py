@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -123,6 +125,48 @@ def test_a_camera_that_goes_away_is_an_error_and_reopens_when_back(mjpeg):
         assert frame_index(next_frame(source).data) > before
     finally:
         source.close()
+
+
+def test_a_stream_that_stalls_with_the_connection_open_is_an_error(mjpeg):
+    """No frame for read_timeout seconds while the camera keeps the socket open (a hung
+    camera): the read fails so the pipeline reopens it, rather than waiting forever."""
+    camera = mjpeg(fps=20)
+    source = stream(camera.url(), read_timeout=1.0)
+    source.open()
+    try:
+        next_frame(source)
+        camera.stalled.set()
+        with pytest.raises(SourceError, match="127.0.0.1"):
+            wait_until(lambda: source.read() and False, 20)
+    finally:
+        source.close()
+
+
+def test_a_camera_that_accepts_and_never_answers_fails_the_open(tmp_path):
+    """A port that accepts connections and says nothing (a wedged camera): open gives up after
+    open_timeout instead of hanging the source thread."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(4)  # the kernel completes the handshake; nobody ever reads or answers
+    url = f"http://admin:{PASSWORD}@127.0.0.1:{silent.getsockname()[1]}/video.mjpg"
+    outcome: list[BaseException | None] = []
+
+    def attempt() -> None:
+        try:
+            stream(url, open_timeout=1.0).open()
+            outcome.append(None)
+        except BaseException as exc:  # noqa: BLE001 - the test inspects it
+            outcome.append(exc)
+
+    try:
+        thread = threading.Thread(target=attempt, name="open-attempt", daemon=True)
+        thread.start()
+        thread.join(30)
+        assert not thread.is_alive(), "open() hung on a camera that never answers"
+    finally:
+        silent.close()
+    assert isinstance(outcome[0], SourceError), outcome
+    assert PASSWORD not in str(outcome[0])
 
 
 rtsp_missing = rtsp_available()
