@@ -86,6 +86,32 @@ def test_mjpeg_with_basic_auth_gives_frames_in_order_and_a_wrong_password_is_ref
     assert "http://***@127.0.0.1" in str(refused.value) and "wrong-password" not in str(refused.value)
 
 
+def test_username_and_password_file_keep_the_password_out_of_the_config(mjpeg, tmp_path):
+    awkward = "p@ss:w/rd%"  # percent-encoded into the URL when it is opened
+    camera = mjpeg(fps=20, credentials=("viewer", awkward))
+    secret = tmp_path / "camera-password"
+    secret.write_text(awkward + "\n")
+    source = StreamSource(StreamOptions(type="stream", url=camera.url(), username="viewer",
+                                        password_file=secret, open_timeout=5.0),
+                          SourceContext(tmp_path, "cam"))
+    source.open()
+    try:
+        assert next_frame(source).data.shape == (120, 160, 3)
+    finally:
+        source.close()
+    secret.write_text("rotated-and-wrong\n")  # read again at each open
+    with pytest.raises(SourceError) as refused:
+        source.open()
+    assert "rotated-and-wrong" not in str(refused.value)
+    pipeline = digits_pipeline(name="cam")
+    pipeline["source"] = {"type": "stream", "url": camera.url(), "password_file": str(secret)}
+    done = edge_runtime("check", "--config", str(write_config(tmp_path / "a.toml", None, [pipeline])))
+    assert done.returncode == 2 and "pipelines[0].source.username" in done.stderr
+    pipeline["source"].update(username="viewer", password_file=str(tmp_path / "missing"))
+    done = edge_runtime("check", "--config", str(write_config(tmp_path / "b.toml", None, [pipeline])))
+    assert done.returncode == 2 and "pipelines[0].source.password_file" in done.stderr
+
+
 def test_a_slow_model_gets_the_newest_frame_not_a_backlog(mjpeg):
     """Inference at ~3 frames/s on a 25 frames/s camera for 6 s: every frame handed over was made
     moments before (a reader that decodes on demand would fall seconds behind: the socket and

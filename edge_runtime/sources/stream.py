@@ -2,7 +2,9 @@
 
     [pipelines.source]
     type = "stream"
-    url = "rtsp://user:pass@192.168.1.20:554/stream1"   # or http://.../video.mjpg
+    url = "rtsp://192.168.1.20:554/stream1"   # or http://.../video.mjpg
+    username = "viewer"      # with password_file: credentials kept out of the config file
+    password_file = "/etc/edge-runtime/camera-password"   # (user:pass@ in the URL works too)
     transport = "tcp"        # RTSP: tcp (default, survives packet loss) | udp
     open_timeout = 10        # seconds to connect and get the first frame
     read_timeout = 10        # seconds without a frame before the stream counts as stalled
@@ -18,7 +20,9 @@ What it guarantees:
   pipeline closes it and reopens it with backoff, counting `source_failures` and
   `source_reconnects`. Other pipelines run in their own threads and never notice.
 - Credentials never leave the URL: logs, errors and the stats name the stream by `redact(url)`
-  (`rtsp://***@host/...`, and the values of password-like query parameters).
+  (`rtsp://***@host/...`, and the values of password-like query parameters). `username` and
+  `password_file` (read at each open, like the MQTT password) are put into the URL percent-encoded
+  when it is opened, so a password with `@` or `:` works and the config file holds none.
 
 The RTSP transport is an FFmpeg option that OpenCV only takes from the process environment
 (OPENCV_FFMPEG_CAPTURE_OPTIONS, read when a capture opens): opens are serialised by one lock and
@@ -32,8 +36,9 @@ import os
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Literal
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import cv2
 import numpy as np
@@ -79,6 +84,10 @@ def _url_problem(url: str) -> str | None:
     return None
 
 
+def _readable_file(path: Path) -> str | None:
+    return None if path.is_file() else f"no such file: {path}"
+
+
 @dataclass(frozen=True)
 class StreamOptions:
     type: str
@@ -87,9 +96,34 @@ class StreamOptions:
     open_timeout: float = field(default=10.0, metadata=at_least(0.5))
     read_timeout: float = field(default=10.0, metadata=at_least(0.5))
     fps: float = field(default=0.0, metadata=at_least(0))  # at most this many frames/s inferred
+    username: str = ""
+    password_file: Path | None = field(default=None, metadata={"check": _readable_file})
 
     def traits(self) -> SourceTraits:
         return SourceTraits(Kind.IMAGE, live=True, max_fps=self.fps)
+
+    def cross_check(self) -> tuple[str, str] | None:
+        if self.password_file is not None and not self.username:
+            return "username", "password_file needs a username"
+        if self.username and "@" in urlsplit(self.url).netloc:
+            return "username", "the url has credentials already (user:pass@): give them once"
+        return None
+
+    def url_with_credentials(self) -> str:
+        """The URL to open: `username` and the password file's first line put into it."""
+        if not self.username:
+            return self.url
+        user_info = quote(self.username, safe="")
+        if self.password_file is not None:
+            try:
+                password = self.password_file.read_text(encoding="utf-8").strip()
+            except OSError as exc:
+                raise SourceError(f"cannot read password_file {self.password_file}: "
+                                  f"{exc.strerror or exc}") from exc
+            user_info += ":" + quote(password, safe="")
+        parts = urlsplit(self.url)
+        return urlunsplit((parts.scheme, f"{user_info}@{parts.netloc}", parts.path, parts.query,
+                           parts.fragment))
 
     @property
     def ffmpeg_options(self) -> str:
@@ -192,8 +226,8 @@ class StreamSource(Source):
     def open(self) -> None:
         self.close()
         options = self.options
-        capture = open_capture(options.url, options.ffmpeg_options, options.open_timeout,
-                               options.read_timeout)
+        capture = open_capture(options.url_with_credentials(), options.ffmpeg_options,
+                               options.open_timeout, options.read_timeout)
         self._capture = capture
         self._reader = NewestFrameReader(capture, self._thread_name, self.label)
         self._reader.start()
