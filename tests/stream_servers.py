@@ -84,7 +84,8 @@ class MjpegServer:
     def _jpeg(self, index: int) -> bytes:
         data = self._jpegs.get(index)
         if data is None:
-            data = cv2.imencode(".jpg", draw_index(index, self.size), [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
+            image = draw_index(index, self.size)
+            data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 85])[1].tobytes()
             self._jpegs = {index: data}  # one cached: every client sends the frame of the moment
         return data
 
