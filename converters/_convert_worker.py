@@ -18,7 +18,7 @@ import sys
 import tempfile
 import traceback
 from pathlib import Path
-from typing import Any, Iterator, TextIO
+from typing import Any, Callable, Iterator, TextIO
 
 PROGRESS_EVERY = 10
 
@@ -83,16 +83,21 @@ def _summary(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {text[:500]}"
 
 
-def main(argv: list[str]) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+def serve(run_job: Callable[[dict[str, Any], TextIO], int], argv: list[str]) -> int:
+    """A worker's main: `run_job(JOB.json's content, the event stream)`."""
     # On a crash, the Python stack goes to stderr: the parent names the converter phase from it.
     faulthandler.enable()
-    # Keep the event stream clean: whatever TensorFlow prints to stdout goes to stderr.
+    # Keep the event stream clean: whatever the converter prints to stdout goes to stderr.
     events = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr
     job = json.loads(Path(argv[0]).read_text())
-    return run(job, events)
+    return run_job(job, events)
+
+
+def main(argv: list[str]) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    return serve(run, argv)
 
 
 if __name__ == "__main__":

@@ -14,15 +14,12 @@ only (no TensorFlow, no edge-runtime).
 from __future__ import annotations
 
 import copy
-import faulthandler
-import json
-import os
 import sys
 import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from converters._convert_worker import PROGRESS_EVERY, _emit, _summary
+from converters._convert_worker import PROGRESS_EVERY, _emit, _summary, serve
 
 # edge-convert's mode -> how ai-edge-quantizer makes it (None: the float model as converted).
 AEQ_MODES = ("none", "float16", "dynamic", "int8", "int16x8")
@@ -148,12 +145,7 @@ def run(job: dict[str, Any], events: TextIO) -> int:
 
 
 def main(argv: list[str]) -> int:
-    faulthandler.enable()
-    events = os.fdopen(os.dup(1), "w", buffering=1)
-    os.dup2(2, 1)
-    sys.stdout = sys.stderr
-    job = json.loads(Path(argv[0]).read_text())
-    return run(job, events)
+    return serve(run, argv)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import weakref
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -116,13 +117,29 @@ def _no_converter(scratch: Path) -> Any:
     raise ConvertError("this source model converts in its own worker, not with TFLiteConverter")
 
 
-def load_onnx(path: Path) -> SourceModel:
-    python = framework_python("onnx")
-    described = call_worker(python, "describe", "onnx", str(path))
-    spec = _single_input(path, described)
+@dataclass(frozen=True)
+class _Described:
+    """What the framework worker says of a model's one input, and a scratch folder."""
+
+    python: str
+    spec: dict[str, Any]  # the source model's input: name, shape
+    tensor: Any  # the input as the device feeds it (NHWC for images)
+    layout: str  # the source layout when it is not the device's ("nchw"), else ""
+    scratch: Path
+
+
+def _describe(framework: str, path: Path) -> _Described:
+    python = framework_python(framework)
+    spec = _single_input(path, call_worker(python, "describe", framework, str(path)))
     shape, layout = _device_shape(spec["shape"])
     tensor = _input_spec(spec["name"], shape, np.float32, path)
-    scratch = Path(tempfile.mkdtemp(prefix="edge-convert-onnx-"))
+    scratch = Path(tempfile.mkdtemp(prefix=f"edge-convert-{framework}-"))
+    return _Described(python, spec, tensor, layout, scratch)
+
+
+def load_onnx(path: Path) -> SourceModel:
+    d = _describe("onnx", path)
+    python, tensor, layout, scratch = d.python, d.tensor, d.layout, d.scratch
     saved_model = scratch / "saved_model"
     logger.info("onnx2tf: converting %s to a SavedModel", path)
     call_worker(python, "onnx2tf", str(path), str(saved_model), "0" if layout else "1")
@@ -139,13 +156,9 @@ def load_onnx(path: Path) -> SourceModel:
 
 
 def load_pytorch(path: Path) -> SourceModel:
-    python = framework_python("pytorch")
-    described = call_worker(python, "describe", "pytorch", str(path))
-    spec = _single_input(path, described)
-    shape, layout = _device_shape(spec["shape"])
-    tensor = _input_spec(spec["name"], shape, np.float32, path)
-    scratch = Path(tempfile.mkdtemp(prefix="edge-convert-torch-"))
-    source_shape = [1, *spec["shape"][1:]]
+    d = _describe("pytorch", path)
+    python, tensor, layout, scratch = d.python, d.tensor, d.layout, d.scratch
+    source_shape = [1, *d.spec["shape"][1:]]
     source = SourceModel(
         path, "pytorch", "pytorch", tensor, _reference(python, "pytorch", path, layout, scratch),
         _no_converter, source_layout=layout,
