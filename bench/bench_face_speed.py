@@ -31,6 +31,7 @@ from pathlib import Path
 import cv2
 
 from bench_face_parity import SHORT_RANGE, VIDEO, short_range_model
+from bench_video import describe_interpreter
 from common import Broker, cpu_summary, run_daemon
 
 
@@ -93,6 +94,11 @@ def main() -> int:
             print(f"round {round_}: MediaPipe {mp_rate:6.1f} frames/s ({faces} frames with a "
                   f"face)  daemon {run.rate:6.1f} results/s ({run.results} results, exit "
                   f"{run.exit_code})  daemon / MediaPipe {run.rate / mp_rate:.2f}", flush=True)
+            cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms_per_result().items()
+                            if ms >= 0.01)
+            print(f"         daemon CPU ms per result by thread: {cpu}")
+            print(f"         daemon interpreter: {describe_interpreter(run.interpreter())}",
+                  flush=True)
     print(f"at the end: {cpu_summary()}")
     ratio = statistics.median(o / t for o, t in zip(ours, theirs))
     print("| MediaPipe solution frames/s | daemon results/s | daemon / MediaPipe |")
