@@ -23,6 +23,7 @@ from edge_runtime.supervision.fault_injection import (
     InjectedFault,
 )
 from test_detection_daemon import SCHEMA, SHAPES_MODEL, draw_scenes
+from test_notify_daemon import PING_INTERVAL, listener, ping, status  # noqa: F401 (fixture)
 
 RETRY = {"model": {"min_delay": 0.1, "max_delay": 0.2}}  # reload attempts come quickly
 STATS = "edge/test-pi/stats"
@@ -199,3 +200,29 @@ threads = 1
     wait_until(lambda: stats_of(sub, "digits").get("escalations", 0) > 0, 10)
     assert stats_of(sub, "digits")["escalation_state"] == "running"
     stop(daemon)
+
+
+# -- a stage's model that hangs --------------------------------------------------------------------
+
+def test_a_hung_stage_model_stops_the_watchdog_and_is_named(tmp_path, mosquitto, subscribe,
+                                                             start_daemon, listener):
+    # The stall hook reaches stage models too: the stage's second invoke hangs the publish
+    # thread for good; systemd must hear no more pings, and the status names that thread.
+    draw_scenes(tmp_path / "scenes")
+    sub = subscribe("edge/test-pi/shapes/result")
+    config = write_config(tmp_path / "c.toml", mosquitto, [{
+        "name": "shapes", "source": {"type": "images", "path": str(tmp_path / "scenes"),
+                                     "loop": True, "fps": 20.0},
+        "model": {"path": str(SHAPES_MODEL), "threads": 1}}])
+    config.write_text(config.read_text() + STAGE)
+    daemon = start_daemon(config, **listener.env(), **{STALL_INFERENCE_ENV: "shapes.shape"})
+    listener.context = lambda: daemon.log
+    listener.receive_until(lambda f: "READY=1" in f, 60)
+    wait_until(lambda: sub.on("edge/test-pi/shapes/result"), 30)  # the stage ran once
+    (first,) = sub.json_on("edge/test-pi/shapes/result")[:1]
+    assert "detections" in first["detections"][0]["stages"]["shape"]
+    stuck = listener.receive_until(lambda f: status(f).startswith("stuck"), 30)
+    assert status(stuck) == "stuck: publish-shapes"
+    later = listener.collect(4 * PING_INTERVAL)
+    assert later and not any(ping(f) for f in later), later
+    assert "model shapes.shape hangs inside invoke now" in daemon.log
