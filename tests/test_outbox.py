@@ -218,7 +218,8 @@ def test_default_path_is_the_systemd_state_directory_else_next_to_the_config(tmp
 
 
 def test_disk_full_drops_are_counted_and_writing_resumes(tmp_path, caplog):
-    """SQLite's own "database or disk is full" (a page budget stands in for a full disk)."""
+    """SQLite's own "database or disk is full" (a page budget stands in for a full disk): the
+    oldest results make room for the new ones, every one counted."""
     path = tmp_path / "o.sqlite"
     outbox = SqliteOutbox(path, 10**6, 10**9, sync="normal")
     outbox._db.execute("PRAGMA max_page_count=12")  # noqa: SLF001 - the file cannot grow past 12 pages
@@ -228,7 +229,7 @@ def test_disk_full_drops_are_counted_and_writing_resumes(tmp_path, caplog):
     stored = seqs(outbox)
     assert 0 < snap.depth == len(stored) < 60
     assert snap.pipelines["a"].dropped == 60 - len(stored)
-    assert "database or disk is full" in caplog.text
+    assert "the disk is full: dropped" in caplog.text
     outbox.ack(outbox.pending(0, 1000))  # the broker caught up: room again
     assert fill(outbox, "a", 1) == [60] and seqs(outbox) == [60]
     outbox.close()

@@ -18,6 +18,7 @@ kept in memory (`MemoryOutbox`), loudly. The memory outbox is also what the benc
     recovery.py      open_outbox: quick_check, move aside, salvage, memory fallback
     paths.py         default_outbox_path, configured_outbox_path
     owner.py         claim: the exclusive lock one daemon holds on its outbox for its life
+    reserve.py       Reserve: disk room kept for housekeeping, given up when the disk is full
 """
 
 from edge_runtime.publishing.outbox.base import (
