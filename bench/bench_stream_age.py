@@ -1,10 +1,14 @@
 """Frame age from a network camera when the model is slower than the stream.
 
-    python bench/bench_stream_age.py [--seconds 60] [--fps 25] [--model-ms 300] [--size 640x480]
+    python bench/bench_stream_age.py [--protocol mjpeg|rtsp] [--seconds 60] [--fps 25]
+                                     [--model-ms 300] [--size 640x480]
 
-A live HTTP MJPEG camera on loopback (tests/stream_servers.py: frame i is made at start + i/fps
-and carries i as a bar code) is read at the same time, each over its own connection, by three
-readers, each taking one frame per --model-ms (a model, or `fps` pacing, slower than the camera):
+A live camera on loopback is read at the same time, each over its own connection, by several
+readers, each taking one frame per --model-ms (a model, or `fps` pacing, slower than the camera).
+`mjpeg`: HTTP MJPEG from tests/stream_servers.py (frame i is made at start + i/fps and carries i
+as a bar code; --fps and --size apply). `rtsp`: gst-rtsp-server (tests/rtsp_server.py --stamped:
+320x240 at 15 fps, JPEG over RTP, each frame carrying the wall time it was made), read over TCP
+and, by the `stream` source, over UDP too. The readers:
 
 - `stream`: the `stream` source (edge_runtime/sources/stream.py): a reader thread grabs every
   frame, the newest is converted and handed over;
@@ -37,7 +41,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from edge_runtime.sources.base import SourceContext  # noqa: E402
 from edge_runtime.sources.command_source import CommandOptions, CommandSource  # noqa: E402
 from edge_runtime.sources.stream import StreamOptions, StreamSource  # noqa: E402
-from stream_servers import MjpegServer, frame_index  # noqa: E402
+from stream_servers import MjpegServer, RtspServer, frame_index, stamp_age  # noqa: E402
 
 
 class OnDemand:
@@ -69,7 +73,7 @@ class Adapted:
         self.source.close()
 
 
-def run_reader(name: str, reader, server: MjpegServer, seconds: float, period: float,
+def run_reader(name: str, reader, age_of, seconds: float, period: float,
                ages: dict[str, list[tuple[float, float]]]) -> None:
     start = time.monotonic()
     samples = ages[name]
@@ -78,8 +82,7 @@ def run_reader(name: str, reader, server: MjpegServer, seconds: float, period: f
             image = reader.read()
             if image is None:
                 break
-            now = time.time()
-            samples.append((time.monotonic() - start, now - server.frame_time(frame_index(image))))
+            samples.append((time.monotonic() - start, age_of(image)))
             time.sleep(period)  # the slow model
     finally:
         reader.close()
@@ -95,28 +98,40 @@ def summary(samples: list[tuple[float, float]], seconds: float) -> dict[str, flo
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--protocol", choices=("mjpeg", "rtsp"), default="mjpeg")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--model-ms", type=float, default=300.0)
     parser.add_argument("--size", default="640x480")
     args = parser.parse_args()
     width, height = (int(v) for v in args.size.split("x"))
-    server = MjpegServer(fps=args.fps, size=(width, height)).start()
-    url = server.url()
     ctx = SourceContext(REPO, "bench")
-    readers = {
-        "stream": Adapted(StreamSource(StreamOptions(type="stream", url=url), ctx)),
-        "on-demand": OnDemand(url),
-        "ffmpeg-pipe": Adapted(CommandSource(CommandOptions(
-            type="command", format="mjpeg",
-            command=("ffmpeg", "-loglevel", "error", "-i", url, "-c:v", "copy", "-f", "mjpeg", "-")),
-            ctx)),
-    }
+    if args.protocol == "mjpeg":
+        server = MjpegServer(fps=args.fps, size=(width, height)).start()
+        url = server.url()
+        camera = f"HTTP MJPEG {width}x{height} at {args.fps:g} fps"
+
+        def age_of(image) -> float:
+            return time.time() - server.frame_time(frame_index(image))
+    else:
+        server = RtspServer(stamped=True).start()
+        url = server.url()
+        camera = "RTSP (JPEG over RTP) 320x240 at 15 fps"
+        age_of = stamp_age
+    pipe = ["ffmpeg", "-loglevel", "error"] + (["-rtsp_transport", "tcp"] if args.protocol == "rtsp" else [])
+    readers = {"stream": Adapted(StreamSource(StreamOptions(type="stream", url=url), ctx))}
+    if args.protocol == "rtsp":
+        readers["stream-udp"] = Adapted(StreamSource(StreamOptions(type="stream", url=url,
+                                                                   transport="udp"), ctx))
+    readers["on-demand"] = OnDemand(url)
+    readers["ffmpeg-pipe"] = Adapted(CommandSource(CommandOptions(
+        type="command", format="mjpeg",
+        command=(*pipe, "-i", url, "-c:v", "copy", "-f", "mjpeg", "-")), ctx))
     ages: dict[str, list[tuple[float, float]]] = {name: [] for name in readers}
     cpu_before = time.process_time()
     wall_before = time.monotonic()
     threads = [threading.Thread(target=run_reader, name=f"bench-{name}",
-                                args=(name, reader, server, args.seconds, args.model_ms / 1000, ages))
+                                args=(name, reader, age_of, args.seconds, args.model_ms / 1000, ages))
                for name, reader in readers.items()]
     for thread in threads:
         thread.start()
@@ -124,8 +139,8 @@ def main() -> None:
         thread.join()
     cpu = (time.process_time() - cpu_before) / (time.monotonic() - wall_before)
     server.stop()
-    print(f"camera {width}x{height} at {args.fps:g} fps, model {args.model_ms:g} ms/frame, "
-          f"{args.seconds:g} s, three readers side by side (this process: {cpu:.2f} cores)")
+    print(f"camera: {camera}, model {args.model_ms:g} ms/frame, {args.seconds:g} s, "
+          f"{len(readers)} readers side by side (this process: {cpu:.2f} cores)")
     base = summary(ages["stream"], args.seconds)
     for name, samples in ages.items():
         if not samples:

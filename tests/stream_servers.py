@@ -59,6 +59,19 @@ def frame_index(image: np.ndarray) -> int:
     return value
 
 
+def frame_stamp(image: np.ndarray, bits: int = 32) -> int:
+    """The wall time in ms (mod 2**32) that tests/rtsp_server.py --stamped drew into `image`."""
+    height, width = image.shape[:2]
+    block = width / bits
+    row = image[height // 4]
+    return sum(1 << bit for bit in range(bits) if row[int((bit + 0.5) * block)].mean() > 128)
+
+
+def stamp_age(image: np.ndarray) -> float:
+    """Seconds since the frame was made, from its stamp (same machine's clock)."""
+    return ((int(time.time() * 1000) - frame_stamp(image)) % 2**32) / 1000
+
+
 class MjpegServer:
     def __init__(self, fps: float = 20.0, credentials: tuple[str, str] | None = None,
                  port: int = 0, size: tuple[int, int] = SIZE) -> None:
@@ -160,8 +173,9 @@ def rtsp_available() -> str | None:
 class RtspServer:
     """tests/rtsp_server.py in a child process: rtsp://127.0.0.1:<port>/cam, 15 fps."""
 
-    def __init__(self, port: int = 0) -> None:
+    def __init__(self, port: int = 0, stamped: bool = False) -> None:
         self.port = port or free_port()
+        self.stamped = stamped  # frames carry the time they were made (frame_stamp)
         self._proc: subprocess.Popen[str] | None = None
 
     def url(self, user_info: str = "") -> str:
@@ -169,7 +183,8 @@ class RtspServer:
         return f"rtsp://{at}127.0.0.1:{self.port}/cam"
 
     def start(self) -> RtspServer:
-        self._proc = subprocess.Popen([SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port)],
+        argv = [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port)] + (["--stamped"] if self.stamped else [])
+        self._proc = subprocess.Popen(argv,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self._proc.stdout is not None
         line = self._proc.stdout.readline()

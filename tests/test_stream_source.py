@@ -19,7 +19,7 @@ import pytest
 from conftest import digits_pipeline, edge_runtime, wait_until, write_config
 from edge_runtime.sources.base import SourceContext, SourceError
 from edge_runtime.sources.stream import StreamOptions, StreamSource, redact
-from stream_servers import MjpegServer, RtspServer, frame_index, rtsp_available
+from stream_servers import MjpegServer, RtspServer, frame_index, rtsp_available, stamp_age
 
 PASSWORD = "s3cret-Pa55"
 
@@ -200,19 +200,27 @@ rtsp_missing = rtsp_available()
 
 @pytest.mark.skipif(rtsp_missing is not None, reason=rtsp_missing or "")
 @pytest.mark.parametrize("transport", ["tcp", "udp"])
-def test_rtsp_frames_over_each_transport(transport):
-    server = RtspServer().start()
+def test_rtsp_over_each_transport_gives_a_slow_model_fresh_frames(transport):
+    """Frames carry the time they were made (rtsp_server.py --stamped): with a consumer at
+    ~3 frames/s on a 15 fps camera, none handed over is old (the first after the open may hold
+    FFmpeg's probe time, up to about a second)."""
+    server = RtspServer(stamped=True).start()
     try:
         source = stream(server.url(), transport=transport)
         source.open()
+        frames, ages = [], []
         try:
-            frames = [next_frame(source) for _ in range(3)]
+            for _ in range(10):
+                frames.append(next_frame(source))
+                ages.append(stamp_age(frames[-1].data))
+                time.sleep(0.3)  # the slow model
         finally:
             source.close()
     finally:
         server.stop()
-    assert all(f.data.shape == (120, 160, 3) for f in frames)
-    assert [f.index for f in frames] == [0, 1, 2]
+    assert all(f.data.shape == (240, 320, 3) for f in frames)
+    assert [f.index for f in frames] == list(range(10))
+    assert max(ages[1:]) < 1.0, ages
 
 
 @pytest.mark.skipif(rtsp_missing is not None, reason=rtsp_missing or "")
