@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -200,3 +201,36 @@ def test_a_delete_that_fails_is_retried_and_the_row_is_not_sent_again(tmp_path):
     outbox.append("p", "t", 1, encoder)  # the next write deletes them
     assert outbox_state(path)[0] == 6 and outbox.depth() == 6
     outbox.close()
+
+
+def drop_one(path: Path):
+    """An outbox whose second result the full database refused (it got seq 1, from a block)."""
+    outbox = open_outbox(path, 1000, 10**9)
+    assert outbox.append("p", "t", 1, encoder) == 0
+    outbox.ack(outbox.pending(0, 10))
+    pages = outbox._db.execute("PRAGMA page_count").fetchone()[0]  # noqa: SLF001
+    outbox._db.execute(f"PRAGMA max_page_count={pages}")  # noqa: SLF001 - the file cannot grow
+    big = b"x" * 20000  # needs overflow pages: the full file refuses it, nothing to evict
+    assert outbox.append("p", "t", 1, lambda seq: big + str(seq).encode()) == 1
+    assert outbox.snapshot().pipelines["p"].dropped == 1
+    return outbox
+
+
+def test_a_seq_given_to_a_dropped_result_is_never_given_again(tmp_path):
+    """A result the full database cannot take is dropped with a seq from a block reserved on disk
+    first: a start after a crash continues past the block, so no seq names two results."""
+    path = tmp_path / "o.sqlite"
+    outbox = drop_one(path)
+    crash = tmp_path / "crash"  # the files as kill -9 would leave them
+    crash.mkdir()
+    for suffix in ("", "-wal"):
+        shutil.copy(path.with_name(path.name + suffix), crash / ("o.sqlite" + suffix))
+    after_crash = open_outbox(crash / "o.sqlite", 1000, 10**9)
+    counts = after_crash.snapshot().pipelines["p"]
+    assert (counts.next_seq, counts.dropped) == (1001, 1)
+    after_crash.close()
+    outbox.close()  # a clean stop writes the exact next seq and releases the block
+    again = open_outbox(path, 1000, 10**9)
+    counts = again.snapshot().pipelines["p"]
+    assert (counts.next_seq, counts.dropped) == (2, 1)
+    again.close()

@@ -339,7 +339,7 @@ class SqliteOutbox(Outbox):
                 continue  # its encoding failed: the caller gets that error instead
             counts = self._counts_for(item.pipeline)
             if counts.next_seq >= self._reserved.get(item.pipeline, 0):
-                self._reserve(item.pipeline, counts.next_seq + SEQ_BLOCK)
+                self._reserve_seqs(item.pipeline, counts.next_seq + SEQ_BLOCK)
             if counts.next_seq < self._reserved.get(item.pipeline, 0):
                 item.seq = counts.next_seq
                 counts.next_seq += 1
@@ -353,7 +353,7 @@ class SqliteOutbox(Outbox):
                                item.seq if item.seq >= 0 else "(no seq)", exc)
         self._save_counts(touched)
 
-    def _reserve(self, pipeline: str, until: int) -> None:
+    def _reserve_seqs(self, pipeline: str, until: int) -> None:
         """Put `reserved = until` on disk before handing out seqs below it (an in-place update:
         it usually fits where the results did not)."""
         previous = self._reserved.get(pipeline, 0)
@@ -361,9 +361,11 @@ class SqliteOutbox(Outbox):
         if not self._save_counts({pipeline}):
             self._reserved[pipeline] = previous
 
-    def _save_counts(self, pipelines: Iterable[str]) -> bool:
+    def _save_counts(self, pipelines: Iterable[str], release: bool = False) -> bool:
+        """Write the counters; `release`: next_seq is exact on disk, reserved blocks are freed."""
+        names = list(pipelines)
         rows = [(name, self._counts_for(name).next_seq, self._counts_for(name).dropped,
-                 self._reserved.get(name, 0)) for name in pipelines]
+                 0 if release else self._reserved.get(name, 0)) for name in names]
         if not rows:
             return True
         try:
@@ -372,6 +374,9 @@ class SqliteOutbox(Outbox):
             self._warn.warning("counts", "outbox %s: cannot save the seq and drop counters: %s",
                                self.path, exc)
             return False
+        if release:
+            for name in names:
+                self._reserved[name] = 0
         return True
 
     def _evict(self, depth: int, total: int, at_least: int = 0) -> dict[str, list[int]]:
@@ -567,7 +572,8 @@ class SqliteOutbox(Outbox):
     def close(self) -> None:
         with self._lock, self._read_lock:
             self._retry_deletes()
-            self._save_counts(self._counts)  # drops counted while the disk refused writes
+            # Drops counted while the disk refused writes; next_seq exact: no block stays reserved.
+            self._save_counts(list(self._counts), release=True)
             try:
                 self._reader.close()
                 self._db.close()
