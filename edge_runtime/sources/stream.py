@@ -11,8 +11,11 @@
 
 What it guarantees:
 
-- The frame handed over is the newest the camera sent. A reader thread (`stream-<pipeline>`)
-  grabs every frame as it arrives, so neither FFmpeg's buffers nor the socket hold a backlog
+- The pipeline's source thread never waits inside FFmpeg: a reader thread (`stream-<pipeline>`)
+  owns the capture, opens it, grabs and releases it, so the source thread keeps its heartbeat
+  and answers a stop within a second or two however long an open or a stalled read takes.
+- The frame handed over is the newest the camera sent. The reader thread grabs every frame as
+  it arrives, so neither FFmpeg's buffers nor the socket hold a backlog
   when the model is slower than the stream; it converts (`retrieve`) only a frame the pipeline
   asked for, so skipped frames cost no colour conversion. docs/PERFORMANCE.md has the frame age
   this keeps, against reading on demand.
@@ -159,18 +162,24 @@ def open_capture(url: str, ffmpeg_options: str, open_timeout: float,
 
 
 class NewestFrameReader:
-    """Owns an open VideoCapture: grabs every frame on its thread, converts the ones asked for.
+    """A thread that opens the stream, grabs every frame and converts the ones asked for.
 
-    `request()` asks for a frame; the next frame grabbed after it is converted and put into
-    `newest`. `grabbed` counts every frame the stream sent, `converted` those handed over.
+    The capture is this thread's alone: it opens it (FFmpeg may wait `open_timeout` for that),
+    grabs, and releases it when it ends, so the pipeline's source thread never blocks in FFmpeg
+    and keeps beating its heartbeat (the watchdog) and answering a stop. `request()` asks for a
+    frame; the next frame grabbed after it is converted and put into `newest`. `grabbed` counts
+    every frame the stream sent, `converted` those handed over.
     """
 
-    def __init__(self, capture: cv2.VideoCapture, name: str, label: str) -> None:
-        self._capture = capture
+    def __init__(self, url: str, ffmpeg_options: str, open_timeout: float, read_timeout: float,
+                 name: str, label: str) -> None:
+        self._open = (url, ffmpeg_options, open_timeout, read_timeout)
         self._label = label
         self.newest: Newest[tuple[float, np.ndarray]] = Newest()
         self._wanted = threading.Event()
         self._stop = threading.Event()
+        self.opened = threading.Event()
+        self.opened_at = 0.0  # time.monotonic() when the stream opened
         self.error: str | None = None  # why the stream ended, once it has
         self.grabbed = 0
         self.converted = 0
@@ -187,8 +196,12 @@ class NewestFrameReader:
         return not self._thread.is_alive()
 
     def _run(self) -> None:
-        capture = self._capture
+        capture = None
         try:
+            capture = open_capture(*self._open)
+            self.opened_at = time.monotonic()
+            self.opened.set()
+            logger.info("%s: %s open", self._thread.name, self._label)
             while not self._stop.is_set():
                 if not capture.grab():  # FFmpeg's read timeout ends a stalled stream too
                     self.error = f"{self._label} ended or sent nothing in time"
@@ -201,16 +214,24 @@ class NewestFrameReader:
                     if ok and image is not None:
                         self.converted += 1
                         self.newest.put((grabbed_at, image))
+        except SourceError as exc:
+            self.error = str(exc)
         except Exception as exc:  # noqa: BLE001 - reported by the source's next read
             self.error = f"{self._label}: {exc}"
         finally:
+            if capture is not None:
+                capture.release()
             self.newest.put((0.0, np.empty(0)))  # wakes a waiting read at once when it ended
 
     def stop(self, timeout: float) -> bool:
-        """Stop grabbing; True when the thread ended within `timeout` (then the capture is free)."""
+        """Ask the thread to end; True when it did within `timeout`. Otherwise it is inside
+        FFmpeg (an open or a grab), ends within FFmpeg's timeout and releases the capture itself."""
         self._stop.set()
         self._thread.join(timeout)
         return not self._thread.is_alive()
+
+
+STOP_WAIT = 2.0  # seconds close() waits for the reader thread before leaving it to end by itself
 
 
 class StreamSource(Source):
@@ -218,21 +239,19 @@ class StreamSource(Source):
         self.options = options
         self.label = redact(options.url)
         self._thread_name = f"stream-{ctx.pipeline}"
-        self._capture: cv2.VideoCapture | None = None
         self._reader: NewestFrameReader | None = None
         self._count = 0
         self._last_frame = 0.0
 
     def open(self) -> None:
+        """Start connecting (on the reader thread); a failure surfaces in the next `read`."""
         self.close()
         options = self.options
-        capture = open_capture(options.url_with_credentials(), options.ffmpeg_options,
-                               options.open_timeout, options.read_timeout)
-        self._capture = capture
-        self._reader = NewestFrameReader(capture, self._thread_name, self.label)
+        self._reader = NewestFrameReader(
+            options.url_with_credentials(), options.ffmpeg_options, options.open_timeout,
+            options.read_timeout, self._thread_name, self.label)
         self._reader.start()
         self._last_frame = time.monotonic()
-        logger.info("%s: %s open", self._thread_name, self.label)
 
     def read(self) -> Frame | None:
         reader = self._reader
@@ -243,8 +262,12 @@ class StreamSource(Source):
         if got is None or not got[1].size:
             if reader.ended:
                 raise SourceError(reader.error or f"{self.label} ended")
-            if time.monotonic() - self._last_frame > self.options.read_timeout + WAIT:
-                raise SourceError(f"{self.label} sent no frame for {self.options.read_timeout:g}s")
+            if reader.opened.is_set():
+                limit, since = self.options.read_timeout, max(self._last_frame, reader.opened_at)
+            else:
+                limit, since = self.options.open_timeout, self._last_frame
+            if time.monotonic() - since > limit + 2 * WAIT:  # FFmpeg's own timeouts come first
+                raise SourceError(f"{self.label} sent no frame for {limit:g}s")
             return None
         self._last_frame = time.monotonic()
         captured, image = got
@@ -253,15 +276,10 @@ class StreamSource(Source):
         return frame
 
     def close(self) -> None:
-        reader, capture = self._reader, self._capture
-        self._reader = self._capture = None
-        if reader is not None and not reader.stop(self.options.read_timeout + 2.0):
-            # grab() is stuck past FFmpeg's own timeout: releasing the capture under it would
-            # crash; the daemon thread is left to end with the process.
-            logger.error("%s: reader thread did not stop; capture left open", self.label)
-            return
-        if capture is not None:
-            capture.release()
+        reader, self._reader = self._reader, None
+        if reader is not None and not reader.stop(STOP_WAIT):
+            logger.info("%s: still inside FFmpeg; its thread ends within the stream's timeouts",
+                        self.label)
 
     @property
     def frames_grabbed(self) -> int:
