@@ -12,11 +12,9 @@ from __future__ import annotations
 import json
 import re
 import signal
-import sqlite3
 import time
-from pathlib import Path
 
-from conftest import REPO, VIBRATION_CSV, VIBRATION_MODEL, wait_until, write_config
+from conftest import REPO, VIBRATION_CSV, VIBRATION_MODEL, outbox_state, wait_until, write_config
 
 from edge_runtime.daemon import SHUTDOWN_BUDGET
 from edge_runtime.supervision.fault_injection import STALL_INFERENCE_ENV
@@ -42,20 +40,6 @@ def paced_csv(name: str, rate: float) -> dict:
             "model": {"path": str(VIBRATION_MODEL), "threads": 1}}
 
 
-def outbox_counts(path: Path) -> tuple[int, dict[str, int]]:
-    """(depth, {pipeline: next seq}) of the daemon's outbox; empty before it is created."""
-    if not path.exists():
-        return 0, {}
-    db = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
-    try:
-        depth = db.execute("SELECT COUNT(*) FROM messages").fetchone()[0]
-        return depth, dict(db.execute("SELECT name, next_seq FROM pipelines").fetchall())
-    except sqlite3.OperationalError:  # the tables are not there yet
-        return 0, {}
-    finally:
-        db.close()
-
-
 def test_sigterm_with_slow_sources_a_hung_pipeline_and_no_broker_ends_within_the_budget(
         tmp_path, mosquitto, subscribe, start_daemon):
     mosquitto.stop()  # the broker is down for the whole first run
@@ -64,7 +48,7 @@ def test_sigterm_with_slow_sources_a_hung_pipeline_and_no_broker_ends_within_the
                           [paced_csv("slow", rate=40), paced_csv("wedged", rate=40)],
                           outbox={"path": str(outbox)})
     first = start_daemon(config, **{STALL_INFERENCE_ENV: "wedged"})
-    wait_until(lambda: outbox_counts(outbox)[1].get("slow", 0) >= 60, 90)
+    wait_until(lambda: outbox_state(outbox)[1].get("slow", 0) >= 60, 90)
     wait_until(lambda: "hangs inside invoke now" in first.log, 30)
     started = time.monotonic()
     first.signal(signal.SIGTERM)
@@ -76,7 +60,7 @@ def test_sigterm_with_slow_sources_a_hung_pipeline_and_no_broker_ends_within_the
     assert "stay in the outbox for the next start" in first.log, first.log
     print(f"SIGTERM to exit: {took:.1f}s (budget {SHUTDOWN_BUDGET:.0f}s, "
           f"TimeoutStopSec {unit_stop_timeout():.0f}s)")
-    waiting, produced = outbox_counts(outbox)
+    waiting, produced = outbox_state(outbox)
     assert waiting == sum(produced.values()) and produced["slow"] >= 60, (waiting, produced)
 
     mosquitto.start()
