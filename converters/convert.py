@@ -83,6 +83,10 @@ class Options:
     tflite_runtime_python: str | None = None
     timeout_s: float = 1800.0
     progress: bool = True
+    # Set when `model` is an intermediate file made from the user's model (a pruned copy, a
+    # distilled student): (the user's model, how it was made). The metadata and the report name
+    # the user's file, not the intermediate one.
+    made_from: tuple[Path, str] | None = None
 
     @property
     def compare(self) -> bool:
@@ -247,15 +251,19 @@ def _metadata(options: Options, settings: InputSettings, source: SourceModel, sh
         postprocess=postprocess,
         sensor=sensor,
         audio=audio,
-        source=_source_doc(source, sha256),
+        source=_source_doc(source, sha256, options.made_from),
         converter={"name": "edge-convert", "version": converter_version(),
                    "tensorflow": tf_version, "quantize": mode, "io_type": io_type},
         verification={"report": verification} if verification else {},
     )
 
 
-def _source_doc(source: SourceModel, sha256: str) -> dict[str, Any]:
+def _source_doc(source: SourceModel, sha256: str, made_from: tuple[Path, str] | None
+                ) -> dict[str, Any]:
     doc = {"file": source.path.name, "sha256": sha256, "framework": source.framework}
+    if made_from is not None:  # an intermediate file: name the user's model instead
+        original, how = made_from
+        doc.update(file=original.name, sha256=source_sha256(original), made_by=how)
     if source.source_layout:
         doc["layout"] = source.source_layout  # the source model's; the device feeds NHWC
     return doc
@@ -332,7 +340,8 @@ def run(options: Options) -> Result:
         raise ConvertError("--max-accuracy-drop needs a classification model with class scores")
 
     report = Report(
-        source={**_source_doc(source, sha256), "path": str(source.path), "loader": loader.name},
+        source={**_source_doc(source, sha256, options.made_from), "loader": loader.name,
+                "path": str(options.made_from[0] if options.made_from else source.path)},
         input={"shape": list(source.input.shape), "dtype": source.input.dtype.name},
         task=options.task,
         validation={"origin": validation.origin, "samples": len(validation),

@@ -152,7 +152,7 @@ def train_student(spec: StudentSpec, x: np.ndarray, teacher: np.ndarray, epochs:
 def _top1_tflite(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     from ai_edge_litert.interpreter import Interpreter
 
-    from converters.prune import _as_input
+    from converters.verify import interpreter_input
 
     interpreter = Interpreter(model_content=model_bytes, num_threads=1)
     interpreter.allocate_tensors()
@@ -160,7 +160,7 @@ def _top1_tflite(model_bytes: bytes, x: np.ndarray) -> np.ndarray:
     out = interpreter.get_output_details()[0]
     picks = []
     for sample in x:
-        interpreter.set_tensor(detail["index"], _as_input(sample[None], detail))
+        interpreter.set_tensor(detail["index"], interpreter_input(sample[None], detail))
         interpreter.invoke()
         picks.append(int(np.argmax(interpreter.get_tensor(out["index"])[0])))
     return np.array(picks)
@@ -195,7 +195,8 @@ def distillation(inputs: Path, spec: StudentSpec, epochs: int,
                                 temperature)
         student_path = folder / f"{options.model.stem}_student.keras"
         student.save(student_path)
-        result = run(replace(options, model=student_path))
+        result = run(replace(options, model=student_path,
+                             made_from=(options.model, f"distilled: {spec.label}")))
         agreement = np.asarray(student.predict(check.x, verbose=0)).argmax(axis=1)
         details = {
             "student": spec.label, "inputs": unlabeled.origin, "samples": len(unlabeled),

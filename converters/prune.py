@@ -168,6 +168,8 @@ def latency_variants(model_bytes: bytes, x: np.ndarray, repeats: int = 200) -> d
     """
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
+    from converters.verify import interpreter_input
+
     out = {}
     for name, resolver in (("xnnpack", OpResolverType.AUTO),
                            ("no_delegate", OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)):
@@ -175,7 +177,7 @@ def latency_variants(model_bytes: bytes, x: np.ndarray, repeats: int = 200) -> d
                                   experimental_op_resolver_type=resolver)
         interpreter.allocate_tensors()
         detail = interpreter.get_input_details()[0]
-        sample = _as_input(x[:1], detail)
+        sample = interpreter_input(x[:1], detail)
         times = []
         for _ in range(repeats):
             interpreter.set_tensor(detail["index"], sample)
@@ -184,16 +186,6 @@ def latency_variants(model_bytes: bytes, x: np.ndarray, repeats: int = 200) -> d
             times.append(time.perf_counter() - start)
         out[name] = float(np.median(times) * 1000.0)
     return out
-
-
-def _as_input(x: np.ndarray, detail: dict[str, Any]) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype).reshape(detail["shape"])
-    scale, zero = detail["quantization"]
-    info = np.iinfo(dtype)
-    q = np.clip(np.rint(x / scale + zero), info.min, info.max)
-    return q.astype(dtype).reshape(detail["shape"])
 
 
 def save(model: Any, folder: Path, stem: str) -> Path:

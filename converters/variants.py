@@ -136,7 +136,8 @@ def pruning(sparsity: float, train_data: Path | None, epochs: int) -> VariantMak
         outcome = prune(model, data.x, data.labels, sparsity, epochs)
         path = folder / f"{options.model.stem}_pruned{int(round(sparsity * 100))}.keras"
         model.save(path)
-        result = run(replace(options, model=path, sparse_weights=True))
+        result = run(replace(options, model=path, sparse_weights=True,
+                             made_from=(options.model, f"pruned {sparsity:.0%}")))
         details = {**outcome.to_dict(),
                    "accuracy_after": result.report.validation.get("reference_accuracy"),
                    "note": SPARSE_NOTE}

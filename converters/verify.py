@@ -6,6 +6,7 @@ import logging
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -43,6 +44,13 @@ def to_input(x: np.ndarray, spec: TensorSpec) -> np.ndarray:
     out = np.empty(values.shape, dtype=spec.dtype)
     store(values, out)
     return out
+
+
+def interpreter_input(x: np.ndarray, details: dict[str, Any]) -> np.ndarray:
+    """`x` for an interpreter's input tensor given by its details (`get_input_details()[i]`),
+    quantized as the daemon does it: for code that drives an interpreter itself."""
+    spec = TensorSpec.from_details(details)
+    return to_input(x.reshape(spec.shape), spec)
 
 
 def run_tflite(path: Path, runtime: Runtime, x: np.ndarray, progress: Progress,

@@ -400,9 +400,13 @@ def test_prune_reports_sparsity_accuracy_compressed_size_and_latency(fx, tmp_pat
     for row in (dense, pruned):
         assert row["latency_ms"] > 0 and row["latency_no_delegate_ms"] > 0
     assert "pruned 70%" in stdout and "pruning: 70.0% of" in stdout
-    # What was written is the pruned model, and the daemon's loader reads it.
+    # What was written is the pruned model, and the daemon's loader reads it. Its metadata names
+    # the user's model file (not the pruned copy in a temporary folder) and how it was made.
     model = TfliteModel(output, select_runtime("ai-edge-litert"))
-    assert model.metadata.source["file"].startswith("digits_cnn_pruned70")
+    assert model.metadata.source["file"] == fx.cnn.name
+    assert model.metadata.source["sha256"] == hashlib.sha256(fx.cnn.read_bytes()).hexdigest()
+    assert model.metadata.source["made_by"] == "pruned 70%"
+    assert report["source"]["path"] == str(fx.cnn)
 
 
 @pytest.mark.parametrize("args, expect", [
@@ -474,6 +478,10 @@ def test_distill_a_student_ten_times_smaller(fx, big_teacher, tmp_path):
     assert "distillation: student mobilenet 0.125" in stdout
     model = TfliteModel(output, select_runtime("ai-edge-litert"))
     assert model.inputs[0].dtype == np.int8 and model.metadata.task == "classification"
+    teacher = big_teacher["model"]
+    assert model.metadata.source["file"] == teacher.name
+    assert model.metadata.source["sha256"] == hashlib.sha256(teacher.read_bytes()).hexdigest()
+    assert model.metadata.source["made_by"] == "distilled: student mobilenet 0.125"
 
 
 def test_distill_bad_student(fx, tmp_path):
@@ -517,3 +525,36 @@ def test_pruning_and_distillation_together_need_compare(fx, tmp_path):
                               "--train-data", fx.calib_images, "--student", "mobilenet:0.25",
                               "--inputs", fx.calib_images)
     assert code == 2 and "go with --compare" in stderr
+
+
+def _tiny_keras(path, inputs_shapes: list[tuple]) -> None:
+    import keras
+
+    inputs = [keras.Input(shape) for shape in inputs_shapes]
+    joined = inputs[0] if len(inputs) == 1 else keras.layers.Concatenate()(
+        [keras.layers.Flatten()(i) for i in inputs])
+    if len(inputs) == 1:
+        joined = keras.layers.GlobalAveragePooling2D()(joined)
+    outputs = keras.layers.Dense(3, activation="softmax")(joined)
+    keras.Model(inputs, outputs).save(path)
+
+
+def test_a_model_with_several_inputs_is_refused_naming_the_count(tmp_path):
+    model = tmp_path / "two_inputs.keras"
+    _tiny_keras(model, [(4, 4, 1), (4, 4, 1)])
+    code, _, stderr = convert(model, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert f"{model}: the model has 2 inputs; only one is supported" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
+
+
+def test_a_model_with_a_dynamic_image_size_is_refused_naming_the_input(tmp_path):
+    model = tmp_path / "any_size.keras"
+    _tiny_keras(model, [(None, None, 1)])
+    code, _, stderr = convert(model, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert str(model) in stderr and "unknown dimensions besides the batch" in stderr
+    assert "give the model a fixed input shape" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
