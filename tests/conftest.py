@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import shutil
@@ -12,6 +13,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator
@@ -250,6 +252,16 @@ def edge_runtime(*args: str, timeout: float = 60, **env: str) -> subprocess.Comp
     """Run the CLI to completion (`python -m edge_runtime ...`)."""
     return subprocess.run([sys.executable, "-m", "edge_runtime", *args], capture_output=True,
                           text=True, timeout=timeout, env=daemon_env(**env), cwd=REPO)
+
+
+def edge_convert(*args: object) -> tuple[int, str, str]:
+    """Run edge-convert in this process; (exit status, stdout, stderr)."""
+    from converters.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 class DaemonProcess:

@@ -7,18 +7,16 @@ model is run with the daemon's own loader. About 2-3 minutes on 2 cores.
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 import sys
-from contextlib import redirect_stderr, redirect_stdout
 
 import numpy as np
 import pytest
 
+from conftest import edge_convert as convert
 from conftest import edge_runtime, write_config
 from converter_fixtures.train import DIGIT_NAMES, Fixtures, build
-from converters.cli import main
 from converters.conversion import ConversionJob, convert_all
 from converters.errors import ConvertError
 from converters.progress import Progress
@@ -28,14 +26,6 @@ from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel
 
 pytestmark = pytest.mark.slow
-
-
-def convert(*args: object) -> tuple[int, str, str]:
-    """Run edge-convert in this process; (exit status, stdout, stderr)."""
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="session")

@@ -3,14 +3,13 @@ daemon's log-mel features, the parameters stored in the model's metadata."""
 
 from __future__ import annotations
 
-import io
 import wave
-from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from conftest import edge_convert as convert
 from converters.data import InputSettings, load_dataset
 from converters.errors import ConvertError
 from converters.progress import Progress
@@ -104,15 +103,6 @@ def test_mixed_folder_and_wav_without_audio_settings_are_refused(tmp_path):
     plain = InputSettings(TensorSpec("x", 0, (1, 8000), np.dtype(np.float32)), PreprocessSpec())
     with pytest.raises(ConvertError, match="WAV data is for audio models; give --sample-rate"):
         load_dataset(tmp_path / "loose.wav", plain, (), None, QUIET, "calibration")
-
-
-def convert(*args: object) -> tuple[int, str, str]:
-    from converters.cli import main
-
-    out, err = io.StringIO(), io.StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        code = main([str(a) for a in args])
-    return code, out.getvalue(), err.getvalue()
 
 
 @pytest.fixture(scope="module")
