@@ -263,3 +263,46 @@ def _alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError):
         return False
     return state != "Z"
+
+
+
+def test_ctrl_c_reaches_the_daemon_not_the_command(tmp_path, mosquitto, subscribe):
+    """Ctrl-C in a terminal signals the foreground process group. The command runs in a group of
+    its own, so only the daemon gets SIGINT and stops the child itself: the child never sees
+    SIGINT, and its end is no "source failed ... retrying" and no `source_failures`."""
+    import json
+    import os
+    import signal
+    import subprocess
+
+    from conftest import VIBRATION_MODEL, daemon_env, wait_until, write_config
+
+    marker = tmp_path / "child-got-sigint"
+    child = (f"trap 'echo INT > {marker}; exit 130' INT; "
+             "while :; do echo 0.1,0.2,0.3; sleep 0.01; done")
+    config = write_config(tmp_path / "c.toml", mosquitto, [{
+        "name": "lines",
+        "source": {"type": "command", "format": "lines", "columns": ["ax", "ay", "az"],
+                   "command": ["sh", "-c", child]},
+        "model": {"path": str(VIBRATION_MODEL), "threads": 1}}], stats={"interval": 60.0})
+    sub = subscribe("edge/test-pi/#")
+    log = tmp_path / "daemon.log"
+    with open(log, "wb") as out:
+        daemon = subprocess.Popen([sys.executable, "-m", "edge_runtime", "run", "--config",
+                                   str(config)], stdout=out, stderr=subprocess.STDOUT,
+                                  env=daemon_env(), start_new_session=True)
+    try:
+        wait_until(lambda: len(sub.on("edge/test-pi/lines/result")) >= 3, 30)
+        os.killpg(daemon.pid, signal.SIGINT)  # what the terminal does on Ctrl-C
+        assert daemon.wait(30) == 0, log.read_text()
+    finally:
+        if daemon.poll() is None:
+            os.killpg(daemon.pid, signal.SIGKILL)
+            daemon.wait(10)
+    text = log.read_text()
+    assert "received SIGINT" in text
+    assert not marker.exists(), "the command got the terminal's SIGINT"
+    assert "source failed" not in text, text
+    final = wait_until(lambda: [s for s in sub.json_on("edge/test-pi/stats")
+                                if s["pipelines"]["lines"]["state"] == "stopped"], 10)
+    assert final[-1]["pipelines"]["lines"]["source_failures"] == 0, json.dumps(final[-1])

@@ -7,6 +7,9 @@ tool that writes a stream). What it guarantees:
   it SIGKILL when the thread that started it ends (prctl PR_SET_PDEATHSIG, set between fork and
   exec). The pipeline's source thread starts it and lives as long as the pipeline runs. Under
   systemd, the unit's control group is killed as well (KillMode=control-group, the default).
+- It runs in a process group of its own: Ctrl-C in the terminal of a foreground `edge-runtime
+  run` signals the daemon only, which then stops the child; otherwise the child would die with
+  the same signal and its exit be logged and counted as a source failure at every stop.
 - Its standard output is drained by a reader thread into a parser, so a paced or slow pipeline
   never leaves a stale backlog in the pipe (the parser keeps only what it needs).
 - Its standard error goes to the log, line by line, at most `STDERR_BURST` lines per
@@ -100,6 +103,7 @@ class ChildProcess:
                 self.argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE, env=self._env, close_fds=True,
                 preexec_fn=_die_with_parent_hook(),  # noqa: PLW1509 - async-signal-safe calls only
+                process_group=0,  # Ctrl-C in a terminal stops the daemon, which stops the child
             )
         except OSError as exc:
             raise SourceError(f"cannot start {self.argv[0]!r}: {exc.strerror or exc}") from exc
