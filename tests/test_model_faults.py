@@ -205,7 +205,7 @@ threads = 1
 # -- a stage's model that hangs --------------------------------------------------------------------
 
 def test_a_hung_stage_model_stops_the_watchdog_and_is_named(tmp_path, mosquitto, subscribe,
-                                                             start_daemon, listener):
+                                                             start_daemon, listener):  # noqa: F811 - the fixture
     # The stall hook reaches stage models too: the stage's second invoke hangs the publish
     # thread for good; systemd must hear no more pings, and the status names that thread.
     draw_scenes(tmp_path / "scenes")
