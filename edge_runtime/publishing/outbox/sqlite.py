@@ -110,6 +110,7 @@ class SqliteOutbox(Outbox):
         except sqlite3.Error as exc:
             raise OutboxError(f"cannot open: {exc}") from exc
         self._sync = sync
+        self._dir = os.path.dirname(os.path.abspath(self.path))  # statvfs before each commit
         self._reserved: dict[str, int] = {}  # seqs below this are reserved on disk
         self._undeleted: dict[int, OutboxMessage] = {}  # delivered, but their delete failed
         self._evicted_upto = 0  # highest row id the open transaction's eviction deletes
@@ -168,9 +169,11 @@ class SqliteOutbox(Outbox):
         self._reserve = Reserve(Path(self.path + ".reserve"), wal)
         self._reserve.take()
         db.execute(f"PRAGMA journal_size_limit={wal}")  # cut back to this after a checkpoint
-        # A checkpoint once half the share is used: one large transaction stays within the rest.
-        db.execute(f"PRAGMA wal_autocheckpoint={max(8, wal // page // 2)}")
-        pages = max(16, (self.max_bytes - 2 * wal) // page)  # the WAL, the reserve, the rest
+        # A checkpoint once the share is used (sqlite's default for the default budget); the WAL
+        # outgrows it by one transaction at most, which LOW_WATER_PAGES leaves room for.
+        db.execute(f"PRAGMA wal_autocheckpoint={max(8, wal // page)}")
+        # The database gets what the WAL, the reserve and that slack leave.
+        pages = max(16, (self.max_bytes - 2 * wal) // page - LOW_WATER_PAGES)
         # (never below the current size: sqlite keeps the larger of the two)
         self.max_pages = int(db.execute(f"PRAGMA max_page_count={pages}").fetchone()[0])
         self.page_size = page
@@ -178,7 +181,7 @@ class SqliteOutbox(Outbox):
     def _disk(self) -> tuple[int, int] | None:
         """(size, free bytes) of the file system holding the outbox; None if unknown."""
         try:
-            st = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+            st = os.statvfs(self._dir)
         except OSError:
             return None
         return st.f_blocks * st.f_frsize, st.f_bavail * st.f_frsize
