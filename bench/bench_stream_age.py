@@ -1,17 +1,18 @@
 """Frame age from a network camera when the model is slower than the stream.
 
-    python bench/bench_stream_age.py [--protocol mjpeg|rtsp] [--seconds 60] [--fps 25]
+    python bench/bench_stream_age.py [--protocol mjpeg|rtsp] [--h264] [--seconds 60] [--fps 25]
                                      [--model-ms 300] [--size 640x480]
 
 A live camera on loopback is read at the same time, each over its own connection, by several
 readers, each taking one frame per --model-ms (a model, or `fps` pacing, slower than the camera).
 `mjpeg`: HTTP MJPEG from tests/stream_servers.py (frame i is made at start + i/fps and carries i
 as a bar code; --fps and --size apply). `rtsp`: gst-rtsp-server (tests/rtsp_server.py --stamped:
-320x240 at 15 fps, JPEG over RTP, each frame carrying the wall time it was made), read over TCP
-and, by the `stream` source, over UDP too. The readers:
+320x240 at 15 fps, JPEG over RTP or with --h264 H.264, each frame carrying the wall time it was
+made), read over TCP and, by the `stream` source, over UDP too. The readers:
 
 - `stream`: the `stream` source (edge_runtime/sources/stream.py): a reader thread grabs every
-  frame, the newest is converted and handed over;
+  frame, the newest is converted and handed over (RTSP: also `stream-udp` over UDP and
+  `stream-dec0` with `decode_threads = 0`, FFmpeg's own thread count);
 - `on-demand`: cv2.VideoCapture(url).read() when the model wants a frame (what the `camera`
   source did with a URL): FFmpeg and the socket queue what the model has not taken;
 - `ffmpeg-pipe`: the `command` source running `ffmpeg -i URL -c:v copy -f mjpeg -` (its stdout
@@ -99,6 +100,7 @@ def summary(samples: list[tuple[float, float]], seconds: float) -> dict[str, flo
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--protocol", choices=("mjpeg", "rtsp"), default="mjpeg")
+    parser.add_argument("--h264", action="store_true", help="rtsp: H.264 instead of JPEG over RTP")
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--fps", type=float, default=25.0)
     parser.add_argument("--model-ms", type=float, default=300.0)
@@ -114,19 +116,21 @@ def main() -> None:
         def age_of(image) -> float:
             return time.time() - server.frame_time(frame_index(image))
     else:
-        server = RtspServer(stamped=True).start()
+        server = RtspServer(stamped=True, h264=args.h264).start()
         url = server.url()
-        camera = "RTSP (JPEG over RTP) 320x240 at 15 fps"
+        camera = f"RTSP ({'H.264' if args.h264 else 'JPEG'} over RTP) 320x240 at 15 fps"
         age_of = stamp_age
     pipe = ["ffmpeg", "-loglevel", "error"] + (["-rtsp_transport", "tcp"] if args.protocol == "rtsp" else [])
     readers = {"stream": Adapted(StreamSource(StreamOptions(type="stream", url=url), ctx))}
     if args.protocol == "rtsp":
         readers["stream-udp"] = Adapted(StreamSource(StreamOptions(type="stream", url=url,
                                                                    transport="udp"), ctx))
+        readers["stream-dec0"] = Adapted(StreamSource(StreamOptions(type="stream", url=url,
+                                                                    decode_threads=0), ctx))
     readers["on-demand"] = OnDemand(url)
+    codec = ["-c:v", "mjpeg", "-q:v", "4"] if args.h264 else ["-c:v", "copy"]  # re-encode H.264
     readers["ffmpeg-pipe"] = Adapted(CommandSource(CommandOptions(
-        type="command", format="mjpeg",
-        command=(*pipe, "-i", url, "-c:v", "copy", "-f", "mjpeg", "-")), ctx))
+        type="command", format="mjpeg", command=(*pipe, "-i", url, *codec, "-f", "mjpeg", "-")), ctx))
     ages: dict[str, list[tuple[float, float]]] = {name: [] for name in readers}
     cpu_before = time.process_time()
     wall_before = time.monotonic()

@@ -38,10 +38,13 @@ if [[ ",$extras," == *,test,* ]]; then
     [ -e /usr/share/sounds/alsa/Front_Center.wav ] || apt_packages+=(alsa-utils)
     # Network camera tests (tests/test_stream_source.py): an RTSP server on loopback, GStreamer's
     # gst-rtsp-server driven from Debian's Python (tests/rtsp_server.py): videotestsrc, jpegenc,
-    # rtpjpegpay.
-    /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' >/dev/null 2>&1 \
+    # rtpjpegpay, and x264enc (plugins-ugly) for H.264 as IP cameras send it.
+    /usr/bin/python3 -c 'import sys, gi; gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0"); from gi.repository import Gst; Gst.init(None)
+sys.exit(not all(map(Gst.ElementFactory.find, ("jpegenc", "rtpjpegpay", "x264enc"))))' \
+        >/dev/null 2>&1 \
         || apt_packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
-                          gstreamer1.0-plugins-good)
+                          gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 fi
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "dev-setup: installing Debian packages: ${apt_packages[*]}" >&2

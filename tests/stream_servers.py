@@ -158,24 +158,29 @@ class MjpegServer:
             self._thread.join(5)
 
 
-def rtsp_available() -> str | None:
-    """None when tests/rtsp_server.py can run, else why not."""
+def rtsp_available(h264: bool = False) -> str | None:
+    """None when tests/rtsp_server.py can run (with --h264: and encode H.264), else why not."""
     if not shutil.which(SYSTEM_PYTHON):
         return f"no {SYSTEM_PYTHON}"
-    probe = subprocess.run([SYSTEM_PYTHON, "-c", "import gi; gi.require_version('GstRtspServer', '1.0'); "
-                            "from gi.repository import GstRtspServer"], capture_output=True, text=True)
+    elements = ["jpegenc", "rtpjpegpay"] + (["x264enc", "rtph264pay"] if h264 else [])
+    probe = subprocess.run([SYSTEM_PYTHON, "-c", (
+        "import sys, gi; gi.require_version('Gst', '1.0'); gi.require_version('GstRtspServer', '1.0');"
+        "from gi.repository import Gst, GstRtspServer; Gst.init(None);"
+        f"sys.exit(not all(Gst.ElementFactory.find(e) for e in {elements!r}))")],
+        capture_output=True, text=True)
     if probe.returncode:
-        return ("needs python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good "
-                "(deploy/dev-setup.sh)")
+        return ("needs python3-gi, gir1.2-gst-rtsp-server-1.0, gstreamer1.0-plugins-good"
+                + (", gstreamer1.0-plugins-ugly" if h264 else "") + " (deploy/dev-setup.sh)")
     return None
 
 
 class RtspServer:
     """tests/rtsp_server.py in a child process: rtsp://127.0.0.1:<port>/cam, 15 fps."""
 
-    def __init__(self, port: int = 0, stamped: bool = False) -> None:
+    def __init__(self, port: int = 0, stamped: bool = False, h264: bool = False) -> None:
         self.port = port or free_port()
         self.stamped = stamped  # frames carry the time they were made (frame_stamp)
+        self.h264 = h264  # H.264 instead of JPEG over RTP
         self._proc: subprocess.Popen[str] | None = None
 
     def url(self, user_info: str = "") -> str:
@@ -183,7 +188,8 @@ class RtspServer:
         return f"rtsp://{at}127.0.0.1:{self.port}/cam"
 
     def start(self) -> RtspServer:
-        argv = [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port)] + (["--stamped"] if self.stamped else [])
+        argv = [SYSTEM_PYTHON, str(RTSP_SERVER), str(self.port)]
+        argv += ["--stamped"] * self.stamped + ["--h264"] * self.h264
         self._proc = subprocess.Popen(argv,
                                       stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
         assert self._proc.stdout is not None

@@ -204,13 +204,20 @@ def test_a_camera_that_accepts_and_never_answers_fails_without_blocking_the_sour
 rtsp_missing = rtsp_available()
 
 
-@pytest.mark.skipif(rtsp_missing is not None, reason=rtsp_missing or "")
-@pytest.mark.parametrize("transport", ["tcp", "udp"])
-def test_rtsp_over_each_transport_gives_a_slow_model_fresh_frames(transport):
-    """Frames carry the time they were made (rtsp_server.py --stamped): with a consumer at
-    ~3 frames/s on a 15 fps camera, none handed over is old (the first after the open may hold
-    FFmpeg's probe time, up to about a second)."""
-    server = RtspServer(stamped=True).start()
+h264_missing = rtsp_available(h264=True)
+
+
+@pytest.mark.parametrize("transport, h264", [
+    pytest.param("tcp", False, marks=pytest.mark.skipif(rtsp_missing is not None, reason=str(rtsp_missing))),
+    pytest.param("udp", False, marks=pytest.mark.skipif(rtsp_missing is not None, reason=str(rtsp_missing))),
+    pytest.param("tcp", True, marks=pytest.mark.skipif(h264_missing is not None, reason=str(h264_missing))),
+])
+def test_rtsp_gives_a_slow_model_fresh_frames(transport, h264):
+    """Frames carry the time they were made (rtsp_server.py --stamped), as JPEG over RTP on
+    both transports and as H.264 (what IP cameras send): with a consumer at ~3 frames/s on a
+    15 fps camera, none handed over is old (the first after the open may hold FFmpeg's probe
+    time, up to about two seconds)."""
+    server = RtspServer(stamped=True, h264=h264).start()
     try:
         source = stream(server.url(), transport=transport)
         source.open()

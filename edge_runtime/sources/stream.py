@@ -99,6 +99,10 @@ class StreamOptions:
     open_timeout: float = field(default=10.0, metadata=at_least(0.5))
     read_timeout: float = field(default=10.0, metadata=at_least(0.5))
     fps: float = field(default=0.0, metadata=at_least(0))  # at most this many frames/s inferred
+    # FFmpeg's decoder threads; 0: as many as cores. Each thread beyond the first holds back one
+    # frame (frame threading), and the cores are the model's: 1 is right unless one core cannot
+    # decode the stream in real time.
+    decode_threads: int = field(default=1, metadata=at_least(0))
     username: str = ""
     password_file: Path | None = field(default=None, metadata={"check": _readable_file})
 
@@ -136,11 +140,14 @@ class StreamOptions:
         return ""
 
 
-def open_capture(url: str, ffmpeg_options: str, open_timeout: float,
-                 read_timeout: float) -> cv2.VideoCapture:
-    """A VideoCapture on `url` through FFmpeg with these options and timeouts; SourceError if not."""
+def open_capture(url: str, ffmpeg_options: str, open_timeout: float, read_timeout: float,
+                 decode_threads: int = 0) -> cv2.VideoCapture:
+    """A VideoCapture on `url` through FFmpeg with these options, timeouts and decoder threads
+    (0: FFmpeg's choice); SourceError if it does not open."""
     params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, int(open_timeout * 1000),
               cv2.CAP_PROP_READ_TIMEOUT_MSEC, int(read_timeout * 1000)]
+    if decode_threads:
+        params += [cv2.CAP_PROP_N_THREADS, decode_threads]
     with _OPEN_LOCK:
         before = os.environ.get(_CAPTURE_OPTIONS)
         if ffmpeg_options:
@@ -172,8 +179,8 @@ class NewestFrameReader:
     """
 
     def __init__(self, url: str, ffmpeg_options: str, open_timeout: float, read_timeout: float,
-                 name: str, label: str) -> None:
-        self._open = (url, ffmpeg_options, open_timeout, read_timeout)
+                 decode_threads: int, name: str, label: str) -> None:
+        self._open = (url, ffmpeg_options, open_timeout, read_timeout, decode_threads)
         self._label = label
         self.newest: Newest[tuple[float, np.ndarray]] = Newest()
         self._wanted = threading.Event()
@@ -249,7 +256,7 @@ class StreamSource(Source):
         options = self.options
         self._reader = NewestFrameReader(
             options.url_with_credentials(), options.ffmpeg_options, options.open_timeout,
-            options.read_timeout, self._thread_name, self.label)
+            options.read_timeout, options.decode_threads, self._thread_name, self.label)
         self._reader.start()
         self._last_frame = time.monotonic()
 
