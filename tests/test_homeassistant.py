@@ -66,6 +66,11 @@ def test_discovery_ids_are_stable_valid_and_distinct() -> None:
     assert platforms.count("switch") == 1 and platforms.count("sensor") == 3 + 1 + 5
     assert cmps["digits_label"]["state_topic"] == "edge/kitchen.pi/digits/state"
     assert cmps["door_running"]["command_topic"] == "edge/kitchen.pi/door/control/set"
+    assert not any(key.endswith("source_reconnects") for key in cmps)  # no live source here
+    live = discovery_payload("kitchen.pi", topics(), [PipelineInfo("porch", "raw", live=True)],
+                             control=False)["cmps"]["porch_source_reconnects"]
+    assert live["value_template"] == "{{ value_json.pipelines['porch'].source_reconnects }}"
+    assert live["state_topic"] == "edge/kitchen.pi/stats" and live["entity_category"] == "diagnostic"
     assert payload["avty_t"] == "edge/kitchen.pi/status"
     assert slug("traffic light") != slug("traffic_light") and slug("person") == "person"
 

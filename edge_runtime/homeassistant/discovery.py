@@ -51,6 +51,7 @@ class PipelineInfo:
     labels: tuple[str, ...] = ()  # detection: one count + presence entity each
     zones: tuple[str, ...] = ()
     snapshot: bool = False  # an image entity for its snapshots
+    live: bool = False  # a live source (camera, stream, command, ...): a source reconnects sensor
 
 
 @dataclass(frozen=True)
@@ -125,6 +126,11 @@ def _diagnostics(b: _Builder, info: PipelineInfo) -> None:
         if unit:
             options.update(unit_of_measurement=unit, state_class="measurement")
         b.add(info.name, kind, "sensor", f"{info.name} {suffix}", **options)
+    if info.live:  # a camera or stream that drops and comes back shows here
+        ref = "value_json.pipelines[" + jinja_string(info.name) + "].source_reconnects"
+        b.add(info.name, "source_reconnects", "sensor", f"{info.name} source reconnects",
+              state_topic=stats, entity_category="diagnostic", value_template=f"{{{{ {ref} }}}}",
+              state_class="total_increasing")
 
 
 def object_id(device: str) -> str:

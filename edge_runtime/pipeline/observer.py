@@ -122,7 +122,7 @@ def plan(app: AppConfig, parts: Sequence[Any]) -> list[tuple[Any, Any, tuple[Zon
                               f"snapshots need an image source, not {config.source.type!r}")
         zones = tuple(Zone(z.name, z.points) for z in objects.zones) if objects else ()
         info = PipelineInfo(config.name, part.task, labels, tuple(z.name for z in zones),
-                            bool(objects and objects.snapshot))
+                            bool(objects and objects.snapshot), live=part.source.live)
         plans.append((part, objects, zones, info))
     return plans
 
