@@ -405,3 +405,32 @@ def test_a_command_source_child_runs_under_the_units_sandbox(boot_systemd, mosqu
     wait_until(lambda: not Path(f"/proc/{child}").exists()
                or _status(child).get("State", "").startswith("Z"), 10)
     assert "operation not permitted" not in booted.service_log().lower()
+
+
+def test_a_network_camera_under_the_units_sandbox(boot_systemd, mosquitto, subscribe):
+    """An H.264 RTSP camera read by the stream source inside the unit's sandbox: FFmpeg's
+    network and decoder code under the system-call filter, the address-family list and
+    MemoryDenyWriteExecute=yes."""
+    from stream_servers import RtspServer, rtsp_available
+
+    missing = rtsp_available(h264=True)
+    if missing:
+        pytest.skip(missing)
+    camera = RtspServer(h264=True).start()
+    try:
+        payload = _daemon_payload(mosquitto.port)
+        config = payload["config.toml"].decode()
+        start, end = config.index("[pipelines.source]"), config.index("[pipelines.model]")
+        source = f'[pipelines.source]\ntype = "stream"\nurl = "{camera.url()}"\n\n'
+        payload["config.toml"] = (config[:start] + source + config[end:]).encode()
+        sub = subscribe("edge/sandbox/#")
+        booted = boot_systemd(
+            [sys.executable, "-m", "edge_runtime", "run", "--config", f"{PAYLOAD}/config.toml"],
+            payload)
+        state = booted.wait_state()
+        assert state["ActiveState"] == "active", f"{state}\n{booted.service_log()}"
+        wait_until(lambda: len(sub.on("edge/sandbox/digits/result")) >= 5, 60)
+        result = sub.json_on("edge/sandbox/digits/result")[-1]
+        assert (result["source"]["width"], result["source"]["height"]) == (160, 120), result
+    finally:
+        camera.stop()
