@@ -58,17 +58,32 @@ if [ ! -x "$venv/bin/python" ]; then
     python3 -m venv "$venv"
 fi
 # pip runs only when what it would install changed: the stamp in the venv records pyproject.toml's
-# hash, the extras and the pip options of the last install (the install is editable, so code
-# changes need no re-run).
+# hash and the pip options of the last install (line 1), and the extras installed since (line 2).
+# Extras accumulate: after deploy/run-tests.sh (test,convert,plot), deploy/quickstart.sh (no
+# extras) finds the venv up to date, and the other way round installs only once. The install is
+# editable, so code changes need no re-run.
 stamp="$venv/.edge-runtime-dev-setup"
-key="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1) extras=[$extras] pip_args=[${EDGE_RUNTIME_PIP_ARGS:-}]"
-if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$key" ] && [ -x "$venv/bin/edge-runtime" ]; then
-    echo "dev-setup: $venv is up to date (pyproject.toml, extras and pip options unchanged)" >&2
+key="$(sha256sum "$repo/pyproject.toml" | cut -d' ' -f1) pip_args=[${EDGE_RUNTIME_PIP_ARGS:-}]"
+installed=""
+if [ -f "$stamp" ] && [ "$(sed -n 1p "$stamp")" = "$key" ] && [ -x "$venv/bin/edge-runtime" ]; then
+    installed=$(sed -n 2p "$stamp")
+    have_all=1
 else
+    have_all=0
+fi
+IFS=, read -ra wanted <<< "$extras"
+for extra in "${wanted[@]}"; do
+    [[ ",$installed," == *,"$extra",* ]] || have_all=0
+done
+if [ "$have_all" = 1 ]; then
+    echo "dev-setup: $venv is up to date (pyproject.toml and pip options unchanged;" \
+        "extras installed: [$installed])" >&2
+else
+    all_extras=$(printf '%s,%s' "$installed" "$extras" | tr ',' '\n' | sed '/^$/d' | sort -u | paste -sd, -)
     "$venv/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip
     target="$repo"
-    [ -n "$extras" ] && target="${repo}[$extras]"
-    echo "dev-setup: installing edge-runtime${extras:+ with extras [$extras]} into $venv" >&2
+    [ -n "$all_extras" ] && target="${repo}[$all_extras]"
+    echo "dev-setup: installing edge-runtime${all_extras:+ with extras [$all_extras]} into $venv" >&2
     # PYTHONWARNINGS: setuptools' "Editable installation ... Please be careful" notice is
     # information only (a folder named like a package in the working directory would shadow it;
     # none does), shown by pip in a warning box that reads like a failure.
@@ -77,7 +92,7 @@ else
         "$venv/bin/python" -m pip install -q --disable-pip-version-check ${EDGE_RUNTIME_PIP_ARGS:-} -e "$target"
     # setuptools' scratch metadata (the venv has its own copy): the checkout stays as it was.
     rm -rf "$repo"/*.egg-info
-    printf '%s\n' "$key" > "$stamp"
+    printf '%s\n%s\n' "$key" "$all_extras" > "$stamp"
 fi
 if [[ ",$extras," == *,test,* ]]; then
     # ansible-core for tests/test_ansible.py, in its own virtualenv so that its dependencies never

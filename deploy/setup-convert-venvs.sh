@@ -28,7 +28,7 @@ for name in "${wanted[@]}"; do
             # Then pin the release whose CPU wheel pip's find-links hold on this project's CI
             # machines (newer releases from PyPI would bring the CUDA libraries).
             pip_args="torch==${EDGE_CONVERT_TORCH_VERSION:-2.13.0}"
-            echo "setup-convert-venvs: $cpu_index not reachable; installing $pip_args" >&2
+            echo "setup-convert-venvs: $cpu_index not reachable; torch pinned to $pip_args" >&2
         fi
     fi
     EDGE_RUNTIME_VENV="$venv" EDGE_RUNTIME_EXTRAS="$name" EDGE_RUNTIME_PIP_ARGS="$pip_args" \

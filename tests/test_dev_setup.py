@@ -1,5 +1,6 @@
 """deploy/dev-setup.sh for real, into a fresh virtualenv: pip runs once, a second run with nothing
-changed does not run it, no setuptools warning box, and the checkout keeps no build output."""
+changed (or asking for fewer extras) does not run it, no setuptools warning box, and the checkout
+keeps no build output."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ DEV_SETUP = REPO / "deploy" / "dev-setup.sh"
 pytestmark = pytest.mark.slow  # a virtualenv and one pip install of the package (~20 s)
 
 
-def dev_setup(venv: Path, pip_args: str) -> subprocess.CompletedProcess[str]:
-    # No extras and no dependencies: what is under test is the script, not the packages.
-    env = dict(os.environ, EDGE_RUNTIME_VENV=str(venv), EDGE_RUNTIME_EXTRAS="",
+def dev_setup(venv: Path, pip_args: str, extras: str = "") -> subprocess.CompletedProcess[str]:
+    # No dependencies (--no-deps, so extras cost nothing): what is under test is the script.
+    env = dict(os.environ, EDGE_RUNTIME_VENV=str(venv), EDGE_RUNTIME_EXTRAS=extras,
                EDGE_RUNTIME_PIP_ARGS=pip_args)
     return subprocess.run(["bash", str(DEV_SETUP)], capture_output=True, text=True, timeout=600,
                           env=env)
@@ -55,3 +56,21 @@ def test_second_run_does_not_run_pip_and_a_changed_install_does(tmp_path: Path) 
     assert third.returncode == 0, third.stderr
     assert "installing edge-runtime" in third.stderr
     assert site_files(venv) != installed
+
+
+    # Extras accumulate: deploy/run-tests.sh asks for test,convert,plot and deploy/quickstart.sh
+    # for none; whichever runs second, and every run after, finds the venv up to date (they do
+    # not take turns re-running pip); a new extra installs once, with the ones already there.
+    pip_args = "--no-deps --no-compile"
+    added = dev_setup(venv, pip_args, extras="plot")
+    assert "installing edge-runtime with extras [plot]" in added.stderr, added.stderr
+    installed = site_files(venv)
+    for extras in ("", "plot"):  # quickstart, then run-tests again
+        again = dev_setup(venv, pip_args, extras=extras)
+        assert again.returncode == 0, again.stderr
+        assert "is up to date" in again.stderr and "installing" not in again.stderr, again.stderr
+        assert site_files(venv) == installed
+    more = dev_setup(venv, pip_args, extras="tflite")
+    assert "installing edge-runtime with extras [plot,tflite]" in more.stderr, more.stderr
+    both = dev_setup(venv, pip_args, extras="tflite,plot")
+    assert "is up to date" in both.stderr, both.stderr
