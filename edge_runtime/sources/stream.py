@@ -16,7 +16,8 @@ What it guarantees:
   and answers a stop within a second or two however long an open or a stalled read takes.
 - The frame handed over is the newest the camera sent. The reader thread grabs every frame as
   it arrives, so neither FFmpeg's buffers nor the socket hold a backlog
-  when the model is slower than the stream; it converts (`retrieve`) only a frame the pipeline
+  when the model is slower than the stream (and it skips the frames FFmpeg buffered while it
+  probed the stream at open: `_ProbeBacklog`); it converts (`retrieve`) only a frame the pipeline
   asked for, so skipped frames cost no colour conversion. docs/PERFORMANCE.md has the frame age
   this keeps, against reading on demand.
 - A stream that ends, or sends nothing for `read_timeout` seconds, raises SourceError: the
@@ -168,6 +169,32 @@ def open_capture(url: str, ffmpeg_options: str, open_timeout: float, read_timeou
     return capture
 
 
+class _ProbeBacklog:
+    """The frames FFmpeg buffered while it opened the stream, which `grab` then returns at once.
+
+    Opening an RTSP stream reads it for a second or two to learn its format; those frames come
+    out of the first grabs in a burst, so the first frame handed over would be as old as the open
+    took. A frame is from that backlog when its stream time is within the open's duration (less
+    `SLACK`) of the first frame's, and the reader is still within that duration of the open.
+    Both bounds end it: a stream without usable timestamps skips for at most the open's duration,
+    and a quick open (HTTP MJPEG, ~0.1 s) skips nothing.
+    """
+
+    SLACK = 0.2  # seconds of the backlog kept: a frame that young is as good as the next
+
+    def __init__(self, open_took: float) -> None:
+        self._window = open_took - self.SLACK
+        self._until = time.monotonic() + max(self._window, 0.0)
+        self._first: float | None = None
+
+    def stale(self, stream_time: float) -> bool:
+        if self._window <= 0 or time.monotonic() > self._until:
+            return False
+        if self._first is None:
+            self._first = stream_time
+        return stream_time - self._first < self._window
+
+
 class NewestFrameReader:
     """A thread that opens the stream, grabs every frame and converts the ones asked for.
 
@@ -205,16 +232,20 @@ class NewestFrameReader:
     def _run(self) -> None:
         capture = None
         try:
+            started = time.monotonic()
             capture = open_capture(*self._open)
             self.opened_at = time.monotonic()
             self.opened.set()
             logger.info("%s: %s open", self._thread.name, self._label)
+            backlog = _ProbeBacklog(self.opened_at - started)
             while not self._stop.is_set():
                 if not capture.grab():  # FFmpeg's read timeout ends a stalled stream too
                     self.error = f"{self._label} ended or sent nothing in time"
                     return
                 grabbed_at = time.time()
                 self.grabbed += 1
+                if backlog.stale(capture.get(cv2.CAP_PROP_POS_MSEC) / 1000):
+                    continue
                 if self._wanted.is_set():
                     self._wanted.clear()
                     ok, image = capture.retrieve()
