@@ -156,7 +156,8 @@ def build_parser(distill: bool = False) -> argparse.ArgumentParser:
     check.add_argument("--plot", type=Path, help="with --compare: draw accuracy vs latency vs "
                                                  "size (needs matplotlib)")
     check.add_argument("--tflite-runtime-python", help="a Python with tflite-runtime 2.14 to "
-                       "check the model on (or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON)")
+                       "check the model on (or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON; default: "
+                       "the checkout's .venv-tflite when there is one)")
     check.add_argument("--timeout", type=float, default=1800.0,
                        help="seconds without progress before a conversion is stopped")
     group = parser.add_argument_group(

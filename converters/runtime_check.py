@@ -1,8 +1,8 @@
 """Check, in a fresh subprocess per runtime, that a converted model loads and answers the same.
 
 ai-edge-litert is checked with this Python; tflite-runtime 2.14 needs numpy < 2, so it is
-checked with a separate interpreter (--tflite-runtime-python or $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON)
-or reported as skipped.
+checked with a separate interpreter (--tflite-runtime-python, $EDGE_CONVERT_TFLITE_RUNTIME_PYTHON or
+the checkout's .venv-tflite) or reported as skipped.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ logger = logging.getLogger(__name__)
 
 PROBE = Path(__file__).resolve().parent / "_runtime_probe.py"
 TFLITE_RUNTIME_PYTHON_ENV = "EDGE_CONVERT_TFLITE_RUNTIME_PYTHON"
+# Without either, the checkout's own tflite-runtime virtualenv (deploy/run-tests.sh makes it), as
+# the PyTorch and ONNX workers default to .venv-torch and .venv-onnx (frameworks.py).
+CHECKOUT_TFLITE_RUNTIME_PYTHON = Path(__file__).resolve().parent.parent / ".venv-tflite" / "bin" / "python"
 CHECK_SAMPLES = 64
 # Runtimes may use different kernels (XNNPACK or not); a handful of flipped near-ties is normal.
 MIN_AGREEMENT = 0.95
@@ -57,6 +60,8 @@ class Target:
 
 def targets(tflite_runtime_python: str | None) -> list[Target]:
     python = tflite_runtime_python or os.environ.get(TFLITE_RUNTIME_PYTHON_ENV) or None
+    if python is None and CHECKOUT_TFLITE_RUNTIME_PYTHON.exists():
+        python = str(CHECKOUT_TFLITE_RUNTIME_PYTHON)
     return [Target("ai-edge-litert", sys.executable), Target("tflite-runtime", python)]
 
 

@@ -169,8 +169,30 @@ def test_runtime_probe_runs_a_real_model_and_reports_a_broken_one(tmp_path):
     assert failed.status == "failed" and "cannot run the model" in failed.detail
 
 
-def test_tflite_runtime_is_skipped_with_a_reason_when_not_given(monkeypatch, tmp_path):
+def test_tflite_runtime_defaults_to_the_checkouts_venv(monkeypatch, tmp_path):
+    """Neither option nor variable: the checkout's .venv-tflite when there is one (as
+    deploy/run-tests.sh makes it), like .venv-torch and .venv-onnx for the framework workers."""
+    import converters.runtime_check as runtime_check
+
+    checkout = Path(runtime_check.__file__).resolve().parent.parent
+    assert runtime_check.CHECKOUT_TFLITE_RUNTIME_PYTHON == checkout / ".venv-tflite/bin/python"
     monkeypatch.delenv("EDGE_CONVERT_TFLITE_RUNTIME_PYTHON", raising=False)
+    venv_python = tmp_path / ".venv-tflite" / "bin" / "python"
+    monkeypatch.setattr(runtime_check, "CHECKOUT_TFLITE_RUNTIME_PYTHON", venv_python)
+    assert targets(None)[1].python is None  # not made: skipped (below)
+    venv_python.parent.mkdir(parents=True)
+    venv_python.symlink_to(sys.executable)
+    assert targets(None)[1].python == str(venv_python)
+    assert targets("/given/python")[1].python == "/given/python"  # the option wins
+    monkeypatch.setenv("EDGE_CONVERT_TFLITE_RUNTIME_PYTHON", "/env/python")
+    assert targets(None)[1].python == "/env/python"  # and the variable
+
+
+def test_tflite_runtime_is_skipped_with_a_reason_when_not_given(monkeypatch, tmp_path):
+    import converters.runtime_check as runtime_check
+
+    monkeypatch.delenv("EDGE_CONVERT_TFLITE_RUNTIME_PYTHON", raising=False)
+    monkeypatch.setattr(runtime_check, "CHECKOUT_TFLITE_RUNTIME_PYTHON", tmp_path / "no-venv")
     tflite_runtime = targets(None)[1]
     result = check(tflite_runtime, DIGITS_INT8, np.zeros((1, 8, 8, 1), np.int8), [], [], tmp_path)
     assert result.status == "skipped"
