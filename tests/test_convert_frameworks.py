@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 import pytest
 
+from conftest import edge_convert as convert
 from conftest import write_config
 from converter_fixtures.torch_data import SIZE, TorchData, write
 from converters.errors import ConvertError
@@ -27,7 +28,6 @@ from converters.frameworks import ONNX_PYTHON_ENV, TORCH_PYTHON_ENV, call_worker
 from edge_runtime.model.metadata import read_model_metadata
 from edge_runtime.model.runtime import select_runtime
 from edge_runtime.model.tflite_model import TfliteModel
-from test_convert import convert
 
 pytestmark = pytest.mark.slow
 BUILD = Path(__file__).resolve().parent / "converter_fixtures" / "build_torch.py"
@@ -203,3 +203,39 @@ def test_a_file_that_is_not_a_model_says_why(torch_python, onnx_python, tmp_path
         code, _, stderr = convert(path, "-o", tmp_path / "m.tflite")
         assert code == 2, stderr
         assert stderr.startswith("edge-convert: error: ")
+
+
+# Two tiny ONNX graphs made with onnx.helper in the ONNX worker's environment.
+ONNX_SHAPES = """
+import sys
+import onnx
+from onnx import TensorProto, helper
+
+def save(name, inputs, node, output):
+    graph = helper.make_graph([node], name, inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    onnx.save(model, f"{sys.argv[1]}/{name}.onnx")
+
+def value(name, shape):
+    return helper.make_tensor_value_info(name, TensorProto.FLOAT, shape)
+
+save("two_inputs", [value("x", [1, 3, 8, 8]), value("y", [1, 3, 8, 8])],
+     helper.make_node("Add", ["x", "y"], ["z"]), value("z", [1, 3, 8, 8]))
+save("any_size", [value("x", ["N", 3, "H", "W"])],
+     helper.make_node("Relu", ["x"], ["z"]), value("z", ["N", 3, "H", "W"]))
+"""
+
+
+def test_onnx_models_with_several_inputs_or_a_dynamic_size_are_refused(onnx_python, tmp_path):
+    subprocess.run([onnx_python, "-c", ONNX_SHAPES, str(tmp_path)], check=True,
+                   capture_output=True, timeout=120)
+    two, any_size = tmp_path / "two_inputs.onnx", tmp_path / "any_size.onnx"
+    code, _, stderr = convert(two, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert f"{two}: the model has 2 inputs; only one is supported" in stderr
+    code, _, stderr = convert(any_size, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
