@@ -68,10 +68,23 @@ def test_every_counter_is_written_only_on_its_owner_thread() -> None:
     assert not wrong, "PipelineStats written off its owner thread:\n" + "\n".join(wrong)
 
 
+class _Finalized:
+    """Cyclic garbage: only the collector frees it, and its __del__ is Python code."""
+
+    def __init__(self) -> None:
+        self.me = self
+
+    def __del__(self) -> None:
+        for _ in range(3):
+            pass
+
+
 def test_the_stats_reader_survives_a_stage_appearing_while_it_reads() -> None:
     # The publish thread adds a stage's counters at its first crops; the network thread turns
     # them into the stats message meanwhile. Iterating the live dict raised "dictionary changed
-    # size during iteration" within a few thousand switches.
+    # size during iteration" within a few thousand switches. Copying it with list() still did,
+    # in the full suite only: the collector, freeing some earlier test's garbage in the middle of
+    # the copy, ran a finalizer, which let the writer in. The reader makes such garbage here.
     interval = sys.getswitchinterval()
     sys.setswitchinterval(1e-6)
     try:
@@ -89,6 +102,8 @@ def test_the_stats_reader_survives_a_stage_appearing_while_it_reads() -> None:
             reads = 0
             try:
                 while not done.is_set():
+                    for _ in range(20):
+                        _Finalized()
                     stats.to_dict()
                     reads += 1
             finally:

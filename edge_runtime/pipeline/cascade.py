@@ -25,6 +25,7 @@ coordinates (a detection or landmark stage) are mapped back to the original fram
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Callable
@@ -71,19 +72,26 @@ class CascadeStats:
     escalation_reloads: int = 0  # times the escalation model was reloaded after a failure
     escalation_state: str = "running"  # running, or reloading (down after a failure)
     stages: dict[str, StageCounters] = field(default_factory=dict)
+    # The writer adds a stage at its first crops while the stats reader copies `stages`. A copy
+    # is not one step: the garbage collector can run a finalizer (Python code, so a thread
+    # switch) in the middle of it, and the copy then fails with "dictionary changed size".
+    _grow: threading.Lock = field(default_factory=threading.Lock, init=False, repr=False,
+                                  compare=False)
 
     def stage(self, name: str) -> StageCounters:
-        if name not in self.stages:
-            self.stages[name] = StageCounters()
-        return self.stages[name]
+        counters = self.stages.get(name)
+        if counters is None:
+            with self._grow:
+                counters = self.stages.setdefault(name, StageCounters())
+        return counters
 
     def to_dict(self) -> dict[str, Any]:
-        # list() copies the items in one step: the publish thread may add a stage meanwhile
-        # (its first crops), and iterating the live dict would then fail on this thread.
+        with self._grow:
+            stages = list(self.stages.items())
         return {name: {"invocations": c.invocations, "crops": c.crops, "failures": c.failures,
                        "model_failures": c.model_failures, "reloads": c.reloads,
                        "state": c.state}
-                for name, c in list(self.stages.items())}
+                for name, c in stages}
 
 
 def batch_capacity(model: TfliteModel, wanted: int) -> tuple[int, bool]:

@@ -4,9 +4,11 @@ Each field has exactly one writer thread, named first in the comment beside it (
 `prepare`, `inference`, `publish`; anything else: set once before the threads start), and
 `tests/test_thread_ownership.py` checks that every write sits in that thread's module. Readers
 on other threads read plain ints and strings, which is atomic in CPython, and may see a value
-one step old; a reader of a container (CascadeStats.stages, TunerReport.rates) copies it in one
-step. "prepare" is the prepare thread in an image pipeline and the inference thread in a sensor
-pipeline (which has no prepare thread), so it is one thread either way; likewise "publish".
+one step old. A container that grows while read (CascadeStats.stages) is copied under its lock:
+a copy is not one step, since the garbage collector may run a finalizer, and so switch threads, in
+the middle of it; TunerReport.rates keeps the keys it is built with. "prepare" is the prepare
+thread in an image pipeline and the inference thread in a sensor pipeline (which has no prepare
+thread), so it is one thread either way; likewise "publish".
 What else each thread owns: docs/ARCHITECTURE.md, "Threads and what they own".
 """
 
