@@ -13,7 +13,10 @@ kept in memory (`MemoryOutbox`), loudly. The memory outbox is also what the benc
 
     base.py          the contract (Outbox), its value types, shared counters
     memory.py        MemoryOutbox
-    sqlite.py        SqliteOutbox: tables, transactions, eviction
+    sqlite.py        SqliteOutbox: seq per batch, eviction, a refused commit, ack, reject
+    sqlite_store.py  SqliteStore under it: connections, transactions, counters on disk, deletes
+    schema.py        the file format: tables, version, integrity check, migration
+    size_bound.py    the files within max_bytes; a nearly full disk reuses freed pages
     group_commit.py  who commits a batch while others wait
     recovery.py      open_outbox: quick_check, move aside, salvage, memory fallback
     paths.py         default_outbox_path, configured_outbox_path
