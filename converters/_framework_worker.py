@@ -22,14 +22,10 @@ from typing import Any
 
 
 def _dims(shape: Any) -> list[int]:
-    """-1 for every dimension that is not a fixed integer (symbolic batch, named dims)."""
-    out = []
-    for d in shape:
-        try:
-            out.append(int(d))
-        except (TypeError, ValueError):
-            out.append(-1)
-    return out
+    """-1 for every dimension that is not a fixed integer: ONNX's named or unknown dims, and
+    torch.export's symbolic ones (a SymInt is no int, but int() of it gives the example's size,
+    which would pass a dynamic height off as fixed)."""
+    return [d if isinstance(d, int) else -1 for d in shape]
 
 
 def _torch_program(path: str) -> Any:

@@ -239,3 +239,40 @@ def test_onnx_models_with_several_inputs_or_a_dynamic_size_are_refused(onnx_pyth
     assert code == 2, stderr
     assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
+
+
+# The same two cases as torch.export programs, made in the PyTorch worker's environment.
+TORCH_SHAPES = """
+import sys
+import torch
+
+class Add(torch.nn.Module):
+    def forward(self, x, y):
+        return x + y
+
+class Relu(torch.nn.Module):
+    def forward(self, x):
+        return torch.relu(x)
+
+image = torch.zeros(1, 3, 8, 8)
+torch.export.save(torch.export.export(Add(), (image, image)), f"{sys.argv[1]}/two_inputs.pt2")
+size = {2: torch.export.Dim("h", min=2, max=64), 3: torch.export.Dim("w", min=2, max=64)}
+program = torch.export.export(Relu(), (image,), dynamic_shapes={"x": size})
+torch.export.save(program, f"{sys.argv[1]}/any_size.pt2")
+"""
+
+
+def test_pytorch_programs_with_several_inputs_or_a_dynamic_size_are_refused(torch_python,
+                                                                           tmp_path):
+    subprocess.run([torch_python, "-c", TORCH_SHAPES, str(tmp_path)], check=True,
+                   capture_output=True, timeout=300)
+    two, any_size = tmp_path / "two_inputs.pt2", tmp_path / "any_size.pt2"
+    code, _, stderr = convert(two, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert f"{two}: the model has 2 inputs; only one is supported" in stderr
+    code, _, stderr = convert(any_size, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
