@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 import signal
+from datetime import datetime
 
 import jsonschema
 import pytest
@@ -185,3 +186,24 @@ def test_info_prints_tensors_runtime_and_metadata():
     assert info["metadata"]["labels"] == [str(i) for i in range(10)]
     text = edge_runtime("info", str(DIGITS_INT8))
     assert "ai-edge-litert" in text.stdout and "classification" in text.stdout
+
+
+def test_fps_paces_before_reading_so_the_frame_handed_over_is_fresh(tmp_path, mosquitto, subscribe,
+                                                                    start_daemon):
+    """`fps` waits before the source is read, not between reading a frame and handing it over:
+    a live source (camera, stream, command) then gives the frame it has at that moment. Reading
+    first held every frame for the whole interval (fps = 0.5 on a camera: every result 2 s old).
+    An image file is read at once, so its `ts` (read time) shows when reads happen: one interval
+    apart from the first frame on (reading first read frame 1 right after frame 0)."""
+    sub = subscribe("edge/test-pi/digits/result")
+    interval = 0.5
+    config = write_config(tmp_path / "config.toml", mosquitto,
+                          [digits_pipeline(fps=1 / interval)])
+    daemon = start_daemon(config)
+    wait_until(lambda: len(sub.on("edge/test-pi/digits/result")) >= 4, 30)
+    daemon.signal(signal.SIGTERM)
+    assert daemon.wait(30) == 0, daemon.log
+    stamps = [datetime.fromisoformat(r["ts"].replace("Z", "+00:00")).timestamp()
+              for r in sub.json_on("edge/test-pi/digits/result")][:4]
+    gaps = [later - earlier for earlier, later in zip(stamps, stamps[1:])]
+    assert min(gaps) >= interval * 0.9, gaps  # ts has millisecond resolution

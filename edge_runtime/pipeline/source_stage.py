@@ -50,6 +50,14 @@ class SourceStage:
         try:
             while not self._stop.is_set():
                 beat.beat()
+                if self._interval and is_open:
+                    # Pace before reading, not between reading and handing over: a live source
+                    # (camera, stream, command) then hands over the newest frame, not one that
+                    # aged by the whole interval (fps = 1 made every result a second old).
+                    now = time.monotonic()
+                    if next_frame_at > now and wait_beating(self._stop, next_frame_at - now, beat):
+                        break
+                asked = time.monotonic()  # the cadence counts from the read, not its answer
                 try:
                     if not is_open:
                         source.open()
@@ -80,10 +88,7 @@ class SourceStage:
                         failed = False
                 stats.source_retrying = False
                 if self._interval:
-                    now = time.monotonic()
-                    if next_frame_at > now and wait_beating(self._stop, next_frame_at - now, beat):
-                        break
-                    next_frame_at = max(now, next_frame_at) + self._interval
+                    next_frame_at = max(asked, next_frame_at) + self._interval
                 stats.frames += 1
                 while not self._slot.put(frame, WAIT):
                     beat.beat()
