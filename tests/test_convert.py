@@ -548,3 +548,32 @@ def test_a_model_with_a_dynamic_image_size_is_refused_naming_the_input(tmp_path)
     assert str(model) in stderr and "unknown dimensions besides the batch" in stderr
     assert "give the model a fixed input shape" in stderr
     assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
+
+
+def _saved_model(path, signature: list) -> None:
+    import tensorflow as tf
+
+    class Model(tf.Module):
+        @tf.function(input_signature=signature)
+        def serve(self, *inputs):
+            return {"out": tf.add_n([tf.reduce_mean(t, axis=[1, 2]) for t in inputs])}
+
+    model = Model()
+    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+
+
+def test_a_saved_model_with_several_inputs_or_a_dynamic_size_is_refused(tmp_path):
+    import tensorflow as tf
+
+    two, any_size = tmp_path / "two_inputs", tmp_path / "any_size"
+    _saved_model(two, [tf.TensorSpec([1, 4, 4, 1], tf.float32)] * 2)
+    _saved_model(any_size, [tf.TensorSpec([None, None, None, 1], tf.float32)])
+    code, _, stderr = convert(two, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert f"{two}: the signature has 2 inputs; only one is supported" in stderr
+    code, _, stderr = convert(any_size, "-o", tmp_path / "m.tflite", "--quantize", "none",
+                              "--no-progress")
+    assert code == 2, stderr
+    assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
+    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
