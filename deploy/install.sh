@@ -81,9 +81,11 @@ user=edge-runtime
 # --- Debian packages ---------------------------------------------------------------------------
 apt_install() {
     log "installing Debian packages: $*"
-    if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null; then
+    # DPkg::Lock::Timeout: wait while another apt (unattended-upgrades on first boot) holds dpkg.
+    local wait=(-o DPkg::Lock::Timeout=600)
+    if ! DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "$@" >/dev/null; then
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+        DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
     fi
 }
 

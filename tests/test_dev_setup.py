@@ -4,8 +4,10 @@ keeps no build output."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -74,3 +76,43 @@ def test_second_run_does_not_run_pip_and_a_changed_install_does(tmp_path: Path) 
     assert "installing edge-runtime with extras [plot,tflite]" in more.stderr, more.stderr
     both = dev_setup(venv, pip_args, extras="tflite,plot")
     assert "is up to date" in both.stderr, both.stderr
+
+
+HOLD_APT_LOCKS = """
+import fcntl, os, sys, time
+fds = [os.open(path, os.O_RDWR | os.O_CREAT, 0o640) for path in sys.argv[2:]]
+for fd in fds:
+    fcntl.lockf(fd, fcntl.LOCK_EX)  # as apt locks them (fcntl), waiting for any other holder
+print("held", flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists(),
+                    reason="needs root and apt (Debian), as the set-up itself")
+def test_busy_apt_is_waited_for_not_a_failure(tmp_path: Path) -> None:
+    """Another apt holds its locks (unattended-upgrades on a Pi's first boot, or a second set-up):
+    dev-setup waits for it instead of failing with "Could not get lock". The locks are held for
+    real, the way apt holds them; the venv is one dev-setup finds up to date (no pip)."""
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "edge-runtime").write_text("")
+    (venv / "bin" / "edge-runtime").chmod(0o755)
+    digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
+    (venv / ".edge-runtime-dev-setup").write_text(f"{digest} pip_args=[]\n\n")
+    holder = subprocess.Popen(
+        ["/usr/bin/python3", "-c", HOLD_APT_LOCKS, "4", "/var/lib/dpkg/lock-frontend",
+         "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        env = dict(os.environ, EDGE_RUNTIME_VENV=str(venv), EDGE_RUNTIME_EXTRAS="",
+                   EDGE_RUNTIME_PIP_ARGS="", EDGE_RUNTIME_APT_PACKAGES="mosquitto")
+        done = subprocess.run(["bash", str(DEV_SETUP)], capture_output=True, text=True,
+                              timeout=600, env=env)
+    finally:
+        holder.kill()
+        holder.wait(10)
+    assert done.returncode == 0, done.stderr
+    assert "apt is busy" in done.stderr and "waiting" in done.stderr, done.stderr
+    assert "is up to date" in done.stderr, done.stderr
