@@ -171,7 +171,7 @@ def distillation(inputs: Path, spec: StudentSpec, epochs: int,
     """The maker of the distilled-student variant of the given (teacher) model."""
 
     def make(options: Options, folder: Path) -> Variant:
-        from converters.convert import _input_settings, read_label_names
+        from converters.inputs import input_settings, read_label_names
         from converters.data import load_dataset
         from converters.loaders import find_loader
         from converters.progress import Progress
@@ -180,7 +180,7 @@ def distillation(inputs: Path, spec: StudentSpec, epochs: int,
             raise ConvertError("--temperature must be more than 0")
         progress = Progress(options.progress)
         source = find_loader(options.model).load(options.model)
-        settings = _input_settings(options, source)
+        settings = input_settings(options, source)
         known = read_label_names(options.labels_file) if options.labels_file else ()
         unlabeled = load_dataset(inputs, settings, known, None, progress, "distillation inputs")
         teacher = teacher_probabilities(source.predict(unlabeled.x)[0])

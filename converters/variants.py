@@ -92,13 +92,13 @@ def add_latency_without_delegate(result: Result, x: np.ndarray, label: str = "")
 
 
 def _training_data(options: Options, path: Path) -> Any:
-    from converters.convert import _input_settings, read_label_names
+    from converters.inputs import input_settings, read_label_names
     from converters.data import load_dataset
     from converters.loaders import LOADERS
     from converters.progress import Progress
 
     source = LOADERS["keras"].load(options.model)
-    settings = _input_settings(options, source)
+    settings = input_settings(options, source)
     known = read_label_names(options.labels_file) if options.labels_file else ()
     data = load_dataset(path, settings, known, None, Progress(options.progress), "training")
     if data.labels is None:

@@ -20,7 +20,7 @@ import pytest
 
 from conftest import DIGITS_INT8, REPO, VIBRATION_MODEL, write_config
 from converters.cli import build_parser, options_from_args
-from converters.convert import _input_settings, read_label_names
+from converters.inputs import input_settings, read_label_names
 from converters.data import load_dataset
 from converters.errors import ConvertError
 from converters.loaders import SourceModel
@@ -81,7 +81,7 @@ def converter_settings(model: Path, *args: str):
     loaded = TfliteModel(model, select_runtime("ai-edge-litert"))
     source = SourceModel(model, "test", "tflite", loaded.inputs[0], run_batch=lambda x: [],
                          make_converter=lambda scratch: None)
-    return _input_settings(options, source)
+    return input_settings(options, source)
 
 
 def photo(path: Path, width: int = 640, height: int = 480) -> Path:
