@@ -22,6 +22,7 @@ import pytest
 
 from conftest import edge_convert as convert
 from conftest import write_config
+from converter_fixtures.refusals import assert_dynamic_size_refused, assert_several_inputs_refused
 from converter_fixtures.torch_data import SIZE, TorchData, write
 from converters.errors import ConvertError
 from converters.frameworks import ONNX_PYTHON_ENV, TORCH_PYTHON_ENV, call_worker, framework_python
@@ -230,15 +231,8 @@ def test_onnx_models_with_several_inputs_or_a_dynamic_size_are_refused(onnx_pyth
     subprocess.run([onnx_python, "-c", ONNX_SHAPES, str(tmp_path)], check=True,
                    capture_output=True, timeout=120)
     two, any_size = tmp_path / "two_inputs.onnx", tmp_path / "any_size.onnx"
-    code, _, stderr = convert(two, "-o", tmp_path / "m.tflite", "--quantize", "none",
-                              "--no-progress")
-    assert code == 2, stderr
-    assert f"{two}: the model has 2 inputs; only one is supported" in stderr
-    code, _, stderr = convert(any_size, "-o", tmp_path / "m.tflite", "--quantize", "none",
-                              "--no-progress")
-    assert code == 2, stderr
-    assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
-    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
+    assert_several_inputs_refused(two, tmp_path, 2)
+    assert_dynamic_size_refused(any_size, tmp_path)
 
 
 # The same two cases as torch.export programs, made in the PyTorch worker's environment.
@@ -267,12 +261,5 @@ def test_pytorch_programs_with_several_inputs_or_a_dynamic_size_are_refused(torc
     subprocess.run([torch_python, "-c", TORCH_SHAPES, str(tmp_path)], check=True,
                    capture_output=True, timeout=300)
     two, any_size = tmp_path / "two_inputs.pt2", tmp_path / "any_size.pt2"
-    code, _, stderr = convert(two, "-o", tmp_path / "m.tflite", "--quantize", "none",
-                              "--no-progress")
-    assert code == 2, stderr
-    assert f"{two}: the model has 2 inputs; only one is supported" in stderr
-    code, _, stderr = convert(any_size, "-o", tmp_path / "m.tflite", "--quantize", "none",
-                              "--no-progress")
-    assert code == 2, stderr
-    assert str(any_size) in stderr and "unknown dimensions besides the batch" in stderr
-    assert "Traceback" not in stderr and not (tmp_path / "m.tflite").exists()
+    assert_several_inputs_refused(two, tmp_path, 2)
+    assert_dynamic_size_refused(any_size, tmp_path)
