@@ -306,3 +306,39 @@ def test_ctrl_c_reaches_the_daemon_not_the_command(tmp_path, mosquitto, subscrib
     final = wait_until(lambda: [s for s in sub.json_on("edge/test-pi/stats")
                                 if s["pipelines"]["lines"]["state"] == "stopped"], 10)
     assert final[-1]["pipelines"]["lines"]["source_failures"] == 0, json.dumps(final[-1])
+
+
+@pytest.mark.parametrize("command, message", [
+    ("ffmpeg -i /dev/video0 -f mjpeg - | cat", "'|' is shell syntax"),
+    ("arecord -q -t raw 2>/dev/null", "'2>/dev/null' is shell syntax"),
+    ("ffmpeg -i $HOME/in.mp4 -f mjpeg -", "'$HOME/in.mp4' is shell syntax"),
+    ("ffmpeg -i 'my video.mp4 -f mjpeg -", "cannot split"),  # ran into a traceback at start
+    ("  ", "the command is empty"),
+    ([], "the command is empty"),
+])
+def test_a_command_a_shell_would_need_is_a_config_error(tmp_path, command, message):
+    """The command runs without a shell: what only a shell understands is refused when the config
+    is read (check, run), naming the key, instead of a program restarted forever on arguments
+    like "|" (or, for an unbalanced quote, a traceback when the daemon starts)."""
+    from conftest import DIGITS_INT8, write_config
+    from edge_runtime.app_config import load_config
+    from edge_runtime.config.typed import ConfigError
+
+    config = write_config(tmp_path / "c.toml", None, [{
+        "name": "cam", "source": {"type": "command", "format": "mjpeg", "command": command},
+        "model": {"path": str(DIGITS_INT8)}}])
+    with pytest.raises(ConfigError) as error:
+        load_config(config)
+    assert error.value.key == "pipelines[0].source.command" and message in str(error.value)
+
+
+def test_shell_characters_inside_an_argument_are_fine(tmp_path):
+    from conftest import DIGITS_INT8, write_config
+    from edge_runtime.app_config import load_config
+
+    for command in ("ffmpeg -i in.mp4 -vf 'select=eq(n\\,0)|gt(n\\,9)' -f mjpeg -",
+                    ["sh", "-c", "ffmpeg -i in.mp4 -f mjpeg - 2>/dev/null | cat"]):
+        config = write_config(tmp_path / "c.toml", None, [{
+            "name": "cam", "source": {"type": "command", "format": "mjpeg", "command": command},
+            "model": {"path": str(DIGITS_INT8)}}])
+        assert load_config(config).pipelines[0].source.command

@@ -17,6 +17,7 @@ backoff. process.py says how it dies with the daemon and how its stderr is logge
 
 from __future__ import annotations
 
+import re
 import shlex
 import time
 from dataclasses import dataclass, field
@@ -45,11 +46,35 @@ KINDS: dict[str, Kind] = {"mjpeg": Kind.IMAGE, "raw": Kind.IMAGE, "s16le": Kind.
                          "lines": Kind.SENSOR}
 
 
+# Tokens a shell would act on; the command runs without a shell, so they would reach the program
+# as arguments (ffmpeg ... | cat: ffmpeg gets "|" and "cat", fails, and is restarted forever).
+SHELL_OPERATORS = ("|", "||", "|&", "&", "&&", ";", ";;", "<", "<<", "<<<", ">", ">>", "&>")
+
+
+def _command_problem(command: tuple[str, ...]) -> str | None:
+    """Why `command` cannot run as written, or None: checked when the config is read."""
+    if not command or not command[0].strip():
+        return "the command is empty"
+    if len(command) > 1:
+        return None  # an argv list goes to the program as it is
+    try:
+        argv = shlex.split(command[0])
+    except ValueError as exc:  # an unbalanced quote
+        return f"cannot split {command[0]!r} into arguments: {exc}"
+    for token in argv[1:]:
+        if (token in SHELL_OPERATORS or token.startswith((">", "<", "2>", "1>", "&>", "`"))
+                or re.match(r"\$[A-Za-z_{(]", token)):
+            return (f"{token!r} is shell syntax, but the command runs without a shell: for pipes, "
+                    "redirections or variables give an argv list such as "
+                    "[\"sh\", \"-c\", \"...\"] (or a script)")
+    return None
+
+
 @dataclass(frozen=True)
 class CommandOptions:
     type: str
     # argv as a list, or one string split like a shell would (no pipes, globs or variables)
-    command: tuple[str, ...]
+    command: tuple[str, ...] = field(metadata={"check": _command_problem})
     format: Format
     width: int = field(default=0, metadata=at_least(0))  # raw: frame size and pixel format
     height: int = field(default=0, metadata=at_least(0))
