@@ -89,11 +89,12 @@ class SourceStage:
                 stats.source_retrying = False
                 if self._interval:
                     next_frame_at = max(asked, next_frame_at) + self._interval
-                stats.frames += 1
                 while not self._slot.put(frame, WAIT):
                     beat.beat()
                     if self._stop.is_set():
-                        break
+                        break  # stopped while a file source waited for room: abandoned, uncounted
+                else:
+                    stats.frames += 1  # counted once in the slot: frames - backlog = frames taken
         finally:
             source.close()
             self._slot.finish()

@@ -23,7 +23,7 @@ from edge_runtime.pipeline.cascade import CascadeStats
 
 @dataclass
 class PipelineStats:
-    frames: int = 0  # source: frames read
+    frames: int = 0  # source: frames read and handed to the pipeline (not one dropped at stop)
     results: int = 0  # publish: results published
     input_errors: int = 0  # prepare: frames that could not be preprocessed
     reprepare_errors: int = 0  # inference: frames that failed when re-prepared after a reload
