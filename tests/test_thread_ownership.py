@@ -3,7 +3,8 @@
 PipelineStats names each counter's one writer thread beside the field (pipeline/stats.py);
 here every write to a PipelineStats field in pipeline/ is read from the source and must sit in
 the module that runs on that thread. And a reader on another thread (the stats reporter) must
-survive its writer growing a dict while it reads: provoked with a tiny GIL switch interval.
+survive its writer growing a dict while it reads: provoked with a tiny GIL switch interval and
+garbage whose finalizer the collector runs in the middle of the reader's copy.
 """
 
 from __future__ import annotations
@@ -15,8 +16,14 @@ import sys
 import threading
 from pathlib import Path
 
+from edge_runtime.config.integration import HomeAssistantConfig
+from edge_runtime.config.schema import MqttConfig
+from edge_runtime.homeassistant.service import HomeAssistantService
+from edge_runtime.messages.topics import Topics
 from edge_runtime.pipeline.cascade import CascadeStats
 from edge_runtime.pipeline.stats import PipelineStats
+from edge_runtime.publishing.listeners import Link
+from edge_runtime.transport.mqtt import make_client
 
 PIPELINE = Path(__file__).resolve().parent.parent / "edge_runtime" / "pipeline"
 THREADS = ("source", "prepare", "inference", "publish")
@@ -109,5 +116,36 @@ def test_the_stats_reader_survives_a_stage_appearing_while_it_reads() -> None:
             finally:
                 writer.join()
             assert len(stats.to_dict()) == 20000
+    finally:
+        sys.setswitchinterval(interval)
+
+
+def test_home_assistant_puts_its_states_again_while_a_pipeline_adds_its_first() -> None:
+    # A (re)connect's subscription ack makes the network thread put every entity state again
+    # while a publish thread may add its pipeline's first state: the same race as above.
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    put: list[str] = []
+    service = HomeAssistantService(HomeAssistantConfig(discovery=True), "pi", Topics("edge", "pi"),
+                                   [], lambda topic, payload: put.append(topic) or _Finalized())
+    link = Link(make_client(MqttConfig(), "pi"), {})  # never connected: unsubscribe is a no-op
+    try:
+        done = threading.Event()
+
+        def grow() -> None:
+            for i in range(20000):
+                service.state(f"p{i}", b"{}")
+            done.set()
+
+        writer = threading.Thread(target=grow, name="grow-states")
+        writer.start()
+        try:
+            while not done.is_set():  # the sink leaves garbage for the next copy to collect
+                service._subscribed(link)  # noqa: SLF001 - what the SUBACK callback runs
+        finally:
+            writer.join()
+        put.clear()
+        service._subscribed(link)  # noqa: SLF001
+        assert len([t for t in put if t.endswith("/state")]) == 20000, put[:5]
     finally:
         sys.setswitchinterval(interval)

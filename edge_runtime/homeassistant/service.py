@@ -9,13 +9,16 @@ discovery it then publishes can remove the entities of pipelines or labels no lo
 (its birth message after a restart). Entity states and control states are kept and put again
 after every (re)connect: a broker restarted without persistence forgot them.
 
-Everything here runs on the network thread or puts latest values: nothing blocks it.
+Everything here runs on the network thread or puts latest values: nothing blocks it. Entity
+states come from the pipelines' publish threads; the network thread copies them under a lock on a
+(re)connect (a copy is not one step: the garbage collector may switch threads in the middle).
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from typing import Any, Callable
 
 from edge_runtime.config.integration import HomeAssistantConfig
@@ -50,6 +53,7 @@ class HomeAssistantService:
             if self._control else {}
         self._running = {p.name: True for p in pipelines}
         self._states: dict[str, bytes] = {}  # state topic -> last payload
+        self._states_lock = threading.Lock()  # a pipeline's first state adds a key
         self._previous: dict[str, Any] | None = None
         self._announced = False  # discovery published once this run
 
@@ -61,7 +65,8 @@ class HomeAssistantService:
     # -- what the pipelines call (their publishing threads) --------------------------------------
     def state(self, pipeline: str, payload: bytes) -> None:
         topic = self.topics.state(pipeline)
-        self._states[topic] = payload
+        with self._states_lock:
+            self._states[topic] = payload
         self._sink(topic, payload)
 
     # -- LinkListener (network thread) -------------------------------------------------------------
@@ -92,7 +97,9 @@ class HomeAssistantService:
             link.unsubscribe([self.discovery_topic])
         self._publish_discovery()
         self._announced = True
-        for topic, payload in list(self._states.items()):
+        with self._states_lock:
+            states = list(self._states.items())
+        for topic, payload in states:
             self._sink(topic, payload)
         if self._control:
             for name, running in self._running.items():
