@@ -99,6 +99,7 @@ def _load_config(args: argparse.Namespace) -> Any:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         app, parts = _load(args)
+        _open_file_sources(app.file, parts)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -112,6 +113,29 @@ def cmd_check(args: argparse.Namespace) -> int:
                 print(f"  {line}")
     print(f"{args.config}: OK")
     return EXIT_OK
+
+
+def _open_file_sources(file: str, parts: Sequence[Any]) -> None:
+    """`check` opens each file source (images, video, csv) and reads its first frame: a path that
+    matches nothing, a CSV without the configured columns or a file with no frame at all is an
+    error here, not retries at run time (where a file that appears later is still picked up).
+    Live sources are not opened: a camera or a command may be in use by the running service."""
+    from edge_runtime.sources.base import EndOfStream, SourceError
+
+    for part in parts:
+        if part.source.live:
+            continue
+        key = f"pipelines[{part.config.index}].source"
+        source = part.make_source()
+        try:
+            source.open()
+            source.read()
+        except SourceError as exc:
+            raise ConfigError(file, key, str(exc)) from exc
+        except EndOfStream:
+            raise ConfigError(file, key, "ends before its first frame") from None
+        finally:
+            source.close()
 
 
 def cmd_ha_remove(args: argparse.Namespace) -> int:

@@ -314,7 +314,7 @@ def test_schema_checks_stage_fields_like_a_pipeline_result():
 
 
 def test_check_lists_each_secondary_model(tmp_path):
-    (tmp_path / "scenes").mkdir()
+    draw_scenes(tmp_path / "scenes")  # check opens the images source: it needs images
     done = edge_runtime("check", "--config", str(shapes_config(tmp_path, None)))
     assert done.returncode == 0, done.stderr
     assert "  stage shape: det_shapes.tflite (" in done.stdout

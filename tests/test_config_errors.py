@@ -151,3 +151,25 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
     config = config_with(tmp_path, model={"path": "m.tflite"})
     code, _ = check(config)
     assert code == 0
+
+
+def test_check_opens_file_sources_so_a_wrong_path_or_column_is_named(tmp_path):
+    """A file source that cannot be read (a path that matches nothing, a missing video, CSV
+    columns the header lacks) passed `check` and then failed and retried at run time forever.
+    `check` opens each file source once and names the pipeline's source."""
+    from conftest import VIBRATION_CSV, VIBRATION_MODEL
+
+    images = config_with(tmp_path, source={"path": str(tmp_path / "nothing" / "*.png")})
+    code, line = check(images)
+    assert code == 2 and "pipelines[0].source: no images match" in line, line
+    video = write_config(tmp_path / "video.toml", None, [{
+        "name": "v", "source": {"type": "video", "path": str(tmp_path / "gone.mp4")},
+        "model": {"path": str(DIGITS_INT8)}}])
+    code, line = check(video)
+    assert code == 2 and "pipelines[0].source: cannot open" in line and "gone.mp4" in line, line
+    csv = write_config(tmp_path / "csv.toml", None, [{
+        "name": "c", "source": {"type": "csv", "path": str(VIBRATION_CSV),
+                                "columns": ["x", "y", "z"]},
+        "model": {"path": str(VIBRATION_MODEL)}}])
+    code, line = check(csv)
+    assert code == 2 and "pipelines[0].source:" in line and "no column 'x'" in line, line
