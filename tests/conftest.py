@@ -20,6 +20,8 @@ from typing import Any, Callable, Iterator
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLES = REPO / "examples"
@@ -175,6 +177,65 @@ def subscribe(mosquitto: Broker) -> Iterator[Callable[..., Subscriber]]:
     yield factory
     for sub in made:
         sub.close()
+
+
+class DurableSubscriber:
+    """An MQTT v5 session that outlives its connection and the broker's restart."""
+
+    def __init__(self, broker: Broker, topics: list[str], client_id: str = "durable-sub") -> None:
+        self.messages: list[tuple[str, bytes]] = []
+        self._lock = threading.Lock()
+        self._subscribed = threading.Event()
+        self._topics = topics
+        self._client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                                   protocol=mqtt.MQTTv5)
+        self._client.reconnect_delay_set(0.1, 0.5)
+        self._client.on_connect = self._on_connect
+        self._client.on_subscribe = lambda *a: self._subscribed.set()
+        self._client.on_message = self._on_message
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 600  # the broker queues for us while we are away
+        self._client.connect(broker.host, broker.port, clean_start=False, properties=props)
+        self._client.loop_start()
+        assert self._subscribed.wait(10), "subscription not acknowledged"
+
+    def _on_connect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
+                    properties: Any) -> None:
+        if not flags.session_present:
+            client.subscribe([(t, 1) for t in self._topics])
+        else:
+            self._subscribed.set()
+
+    def _on_message(self, client: mqtt.Client, userdata: Any, msg: mqtt.MQTTMessage) -> None:
+        with self._lock:
+            self.messages.append((msg.topic, msg.payload))
+
+    def on(self, topic: str) -> list[dict[str, Any]]:
+        with self._lock:
+            return [json.loads(p) for t, p in self.messages if t == topic]
+
+    def seqs(self, topic: str = "edge/test-pi/digits/result") -> list[int]:
+        return [m["seq"] for m in self.on(topic)]
+
+    def close(self) -> None:
+        self._client.disconnect()
+        self._client.loop_stop()
+
+
+@pytest.fixture
+def durable_broker(mosquitto: Broker) -> Broker:
+    """The broker saves sessions on SIGTERM, so our subscriber's queue survives its restart."""
+    mosquitto.extra_config += (f"persistence true\npersistence_location {mosquitto.workdir}/\n")
+    mosquitto.restart()
+    return mosquitto
+
+
+@pytest.fixture
+def durable_subscriber(durable_broker: Broker) -> Iterator[DurableSubscriber]:
+    """Subscribed to every pipeline's results and the stats, before the test starts anything."""
+    sub = DurableSubscriber(durable_broker, ["edge/test-pi/+/result", "edge/test-pi/stats"])
+    yield sub
+    sub.close()
 
 
 def toml_value(value: Any) -> str:
