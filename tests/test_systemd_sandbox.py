@@ -407,6 +407,29 @@ def test_a_command_source_child_runs_under_the_units_sandbox(boot_systemd, mosqu
     assert "operation not permitted" not in booted.service_log().lower()
 
 
+@pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="needs ffmpeg (deploy/dev-setup.sh)")
+def test_systemctl_stop_is_no_source_failure_of_a_command(boot_systemd, mosquitto, subscribe):
+    """`systemctl stop` under the real unit: SIGTERM reaches the daemon only (KillMode=mixed), which
+    stops its command's child itself, so the stop is no "source failed ... retrying" in the log
+    and no `source_failures` in the final stats (with the control group killed at once, the
+    child died of the same SIGTERM first)."""
+    sub = subscribe("edge/sandbox/#")
+    booted = boot_systemd(
+        [sys.executable, "-m", "edge_runtime", "run", "--config", f"{PAYLOAD}/config.toml"],
+        _command_payload(mosquitto.port))
+    state = booted.wait_state()
+    assert state["ActiveState"] == "active", f"{state}\n{booted.service_log()}"
+    wait_until(lambda: len(sub.on("edge/sandbox/digits/result")) >= 3, 60)
+    booted.systemctl("stop", "edge-runtime.service")
+    wait_until(lambda: b"offline" in sub.on("edge/sandbox/status"), 30)
+    final = wait_until(lambda: [s for s in sub.json_on("edge/sandbox/stats")
+                                if s["pipelines"]["digits"]["state"] == "stopped"], 10)[-1]
+    log = booted.service_log()
+    assert "received SIGTERM" in log, log
+    assert "source failed" not in log, log
+    assert final["pipelines"]["digits"]["source_failures"] == 0, final
+
+
 def test_a_network_camera_under_the_units_sandbox(boot_systemd, mosquitto, subscribe):
     """An H.264 RTSP camera read by the stream source inside the unit's sandbox: FFmpeg's
     network and decoder code under the system-call filter, the address-family list and

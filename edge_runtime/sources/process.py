@@ -6,7 +6,8 @@ tool that writes a stream). What it guarantees:
 - The child dies with the daemon, also when the daemon is killed with SIGKILL: the kernel sends
   it SIGKILL when the thread that started it ends (prctl PR_SET_PDEATHSIG, set between fork and
   exec). The pipeline's source thread starts it and lives as long as the pipeline runs. Under
-  systemd, the unit's control group is killed as well (KillMode=control-group, the default).
+  systemd, what is left of the unit's control group is SIGKILLed once the daemon has exited
+  (KillMode=mixed: the stop's SIGTERM goes to the daemon only, which stops the child first).
 - It runs in a process group of its own: Ctrl-C in the terminal of a foreground `edge-runtime
   run` signals the daemon only, which then stops the child; otherwise the child would die with
   the same signal and its exit be logged and counted as a source failure at every stop.
