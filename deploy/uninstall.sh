@@ -73,7 +73,7 @@ if [ -x "$cli" ] && [ -f "$config" ] && grep -q '^\[homeassistant\]' "$config"; 
 fi
 
 rm -rf "$root/opt/edge-runtime"
-log "removed the service and /opt/edge-runtime"
+log "removed the service and $root/opt/edge-runtime"
 
 if [ "$purge" = 1 ]; then
     # Drop-ins from `systemctl edit edge-runtime` are local configuration too.

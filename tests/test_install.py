@@ -185,6 +185,7 @@ def test_uninstall_keeps_config_and_state_then_purge_removes_them(installed: Pat
     result = run(UNINSTALL, "--root", str(installed))
     assert result.returncode == 0, result.stderr
     assert not (installed / "opt/edge-runtime").exists()
+    assert f"removed the service and {installed}/opt/edge-runtime" in result.stderr  # not /opt
     assert not (installed / "etc/systemd/system/edge-runtime.service").exists()
     assert not (installed / "etc/systemd/system/multi-user.target.wants/edge-runtime.service").is_symlink()
     assert (installed / "etc/edge-runtime/config.toml").exists()
