@@ -327,3 +327,29 @@ def test_check_lists_each_secondary_model(tmp_path):
     done = edge_runtime("check", "--config", str(shapes_config(tmp_path, None, unbatched)))
     assert "  stage shape: det_shapes.tflite (" in done.stdout, done.stderr
     assert "task detection), one crop per invoke" in done.stdout
+
+
+def test_a_stage_of_the_same_name_in_another_pipeline_does_not_mute_its_warnings(
+        tmp_path, monkeypatch, caplog):
+    """Each stage limits its own warnings: two pipelines with a stage called "digit" whose models
+    both fail each log theirs (a limiter shared by the module let the first mute the second for
+    ten seconds)."""
+    from edge_runtime.supervision.fault_injection import FAIL_INVOKE_ENV
+
+    (tmp_path / "scenes").mkdir()
+    fault = tmp_path / "fault"
+    fault.touch()
+    monkeypatch.setenv(FAIL_INVOKE_ENV, f"shapes.digit={fault}")
+    app = load_config(shapes_config(tmp_path, None))
+    stages = [next(s for s in assemble(app.pipelines[0], app).cascade.stages if s.name == "digit")
+              for _ in range(2)]
+    image = np.full((64, 96, 3), 60, np.uint8)
+    box = {"xmin": 10 / 96, "ymin": 8 / 64, "xmax": 40 / 96, "ymax": 38 / 64}
+    caplog.set_level("WARNING", logger="edge_runtime.pipeline.cascade")
+    for stage in stages:
+        stage.health = None  # a failure is logged right away, no reload
+        detection = {"label": "square", "score": 0.9, "box": dict(box)}
+        stage.run(Frame(image, 0), [detection], CascadeStats().stage("digit"))
+        assert "error" in detection["stages"]["digit"], detection
+    warned = [r for r in caplog.records if "stage digit: no result" in r.getMessage()]
+    assert len(warned) == 2, caplog.text

@@ -48,7 +48,6 @@ if TYPE_CHECKING:
     from edge_runtime.pipeline.assembly import PipelineParts
 
 logger = logging.getLogger(__name__)
-_warn = RateLimitedLogger(logger)
 
 
 @dataclass
@@ -120,6 +119,8 @@ class Stage:
         self.on = frozenset(config.on)
         self.batching = batching
         self.health = health  # None: no reload after a failure (a stage built by hand)
+        # Its own limiter: a stage of the same name in another pipeline does not mute this one.
+        self._warn = RateLimitedLogger(logger)
         self._adopt(parts)
 
     def _adopt(self, parts: PipelineParts) -> None:
@@ -164,13 +165,13 @@ class Stage:
                 self._run_chunk(frame, chunk, width, height, counters)
             except PreprocessError as exc:  # these crops, not the model
                 self._no_result(chunk, reason_of(exc), counters)
-                _warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
+                self._warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
                               self.name, len(chunk), exc)
             except Exception as exc:  # noqa: BLE001 - a stage never costs the primary result
                 counters.model_failures += 1
                 if self.health is None:
                     self._no_result(chunk, reason_of(exc), counters)
-                    _warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
+                    self._warn.warning(f"stage-{self.name}", "stage %s: no result for %d crop(s): %s",
                                   self.name, len(chunk), exc)
                     continue
                 self.health.failed(exc)  # down: the rest of this frame goes without it too
@@ -231,7 +232,7 @@ class Stage:
                 fields = parts.postprocess(outputs, geometry)
             except PostprocessError as exc:
                 self._no_result([(detection, region)], reason_of(exc), counters)
-                _warn.warning(f"stage-{self.name}", "stage %s: no result for a crop: %s",
+                self._warn.warning(f"stage-{self.name}", "stage %s: no result for a crop: %s",
                               self.name, exc)
                 continue
             detection.setdefault("stages", {})[self.name] = fields
@@ -244,6 +245,7 @@ class Escalation:
                  health: ModelHealth | None = None) -> None:
         self.below = below
         self.health = health  # None: no reload after a failure (built by hand)
+        self.warn = RateLimitedLogger(logger)  # this pipeline's alone
         self.parts = parts
         self.model = parts.model
 
@@ -310,7 +312,7 @@ class Cascade:
             except Exception as exc:  # noqa: BLE001 - the small model's answer still stands
                 stats.escalation_failures += 1
                 if health is None:
-                    _warn.warning("escalate", "escalation model %s failed, publishing the "
+                    escalation.warn.warning("escalate", "escalation model %s failed, publishing the "
                                   "pipeline model's answer: %s", escalation.model.name, exc)
                     return {**fields, "escalated": False, "escalation_error": reason_of(exc)}, model
                 health.failed(exc)

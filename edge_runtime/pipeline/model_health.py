@@ -25,7 +25,6 @@ if TYPE_CHECKING:
     from edge_runtime.pipeline.assembly import PipelineParts
 
 logger = logging.getLogger(__name__)
-_warn = RateLimitedLogger(logger)
 
 REASON_CHARS = 200  # a failure's message in a payload is cut to this
 
@@ -48,6 +47,7 @@ class ModelHealth:
         self.retry_at: float | None = None  # None while up
         self.reason = ""  # why it is down (the last failure), for payloads and the log
         self.reloads = 0  # successful reloads
+        self._warn = RateLimitedLogger(logger)  # this model's alone
 
     @property
     def down(self) -> bool:
@@ -62,7 +62,7 @@ class ModelHealth:
         delay = self._backoff.next_delay()
         self.retry_at = self._clock() + delay
         self.reason = reason_of(exc)
-        _warn.warning(f"health-{self.what}", "%s: model failed (%s); reloading it in %.1fs",
+        self._warn.warning(f"health-{self.what}", "%s: model failed (%s); reloading it in %.1fs",
                       self.what, self.reason, delay)
 
     def worked(self) -> None:
