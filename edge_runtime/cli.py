@@ -99,7 +99,7 @@ def _load_config(args: argparse.Namespace) -> Any:
 def cmd_check(args: argparse.Namespace) -> int:
     try:
         app, parts = _load(args)
-        _open_file_sources(app.file, parts)
+        _check_sources(app.file, parts)
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
@@ -115,17 +115,24 @@ def cmd_check(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _open_file_sources(file: str, parts: Sequence[Any]) -> None:
+def _check_sources(file: str, parts: Sequence[Any]) -> None:
     """`check` opens each file source (images, video, csv) and reads its first frame: a path that
     matches nothing, a CSV without the configured columns or a file with no frame at all is an
     error here, not retries at run time (where a file that appears later is still picked up).
-    Live sources are not opened: a camera or a command may be in use by the running service."""
+    Live sources are not opened (a camera or a command may be in use by the running service):
+    they are asked what they can tell without opening (`preflight`: a program not installed)."""
     from edge_runtime.sources.base import EndOfStream, SourceError
 
     for part in parts:
-        if part.source.live:
-            continue
         key = f"pipelines[{part.config.index}].source"
+        if part.source.live:
+            try:
+                problem = part.make_source().preflight()
+            except SourceError as exc:
+                raise ConfigError(file, key, str(exc)) from exc
+            if problem is not None:
+                raise ConfigError(file, f"{key}.{problem[0]}", problem[1])
+            continue
         source = part.make_source()
         try:
             source.open()

@@ -173,3 +173,37 @@ def test_check_opens_file_sources_so_a_wrong_path_or_column_is_named(tmp_path):
         "model": {"path": str(VIBRATION_MODEL)}}])
     code, line = check(csv)
     assert code == 2 and "pipelines[0].source:" in line and "no column 'x'" in line, line
+
+
+def test_check_names_a_command_source_program_that_is_not_installed(tmp_path):
+    """A command source whose program is missing (rpicam-vid on a Pi without rpicam-apps) passed
+    `check`, then failed and was restarted with backoff forever. `check` looks the program up on
+    its own PATH (the one the daemon would use: it says so) and names the key; a present program
+    (ffmpeg, by name or absolute path) passes, a non-executable absolute path does not."""
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg not installed (deploy/dev-setup.sh)")
+
+    def command(name: str, argv) -> Path:
+        return write_config(tmp_path / f"{name}.toml", None, [{
+            "name": "cam", "source": {"type": "command", "format": "mjpeg", "command": argv},
+            "model": {"path": str(DIGITS_INT8)}}])
+
+    code, line = check(command("missing", "edge-runtime-no-such-program -t 0 -o -"))
+    assert code == 2, line
+    assert ("pipelines[0].source.command: program 'edge-runtime-no-such-program' not found on "
+            "PATH (") in line and "the PATH of this process" in line, line
+    not_executable = tmp_path / "cam.sh"
+    not_executable.write_text("#!/bin/sh\n")
+    code, line = check(command("plain", [str(not_executable)]))
+    assert code == 2 and "pipelines[0].source.command:" in line and "not executable" in line, line
+    code, line = check(command("gone", [str(tmp_path / "gone.sh")]))
+    assert code == 2 and "gone.sh' does not exist" in line, line
+    for name, argv in (("name", "ffmpeg -i x.mp4 -f mjpeg -"), ("path", [ffmpeg, "-f", "mjpeg"])):
+        code, line = check(command(name, argv))
+        assert code == 0, line
+    # The PATH is the checking process's (as the daemon's would be), not a fixed list.
+    done = edge_runtime("check", "--config", str(command("name", "ffmpeg -f mjpeg -")),
+                        PATH=str(tmp_path))
+    assert done.returncode == 2 and f"'ffmpeg' not found on PATH ({tmp_path}:" in done.stderr, \
+        done.stderr

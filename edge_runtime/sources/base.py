@@ -130,3 +130,9 @@ class Source(ABC):
     def input_errors(self) -> int:
         """Bad inputs skipped so far (unreadable images, garbage payloads)."""
         return 0
+
+    def preflight(self) -> tuple[str, str] | None:
+        """What `edge-runtime check` can tell about a live source without opening it (the running
+        service may hold the device): None, or (its option under `source`, what is wrong), such
+        as a program that is not installed."""
+        return None

@@ -17,8 +17,10 @@ backoff. process.py says how it dies with the daemon and how its stderr is logge
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +69,28 @@ def _command_problem(command: tuple[str, ...]) -> str | None:
             return (f"{token!r} is shell syntax, but the command runs without a shell: for pipes, "
                     "redirections or variables give an argv list such as "
                     "[\"sh\", \"-c\", \"...\"] (or a script)")
+    return None
+
+
+# systemd's PATH for a service that sets none (edge-runtime.service does not; a PATH= line in
+# /etc/edge-runtime/environment would)
+SERVICE_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin"
+
+
+def program_problem(program: str) -> str | None:
+    """Why `program` (argv[0]) cannot be started from here, or None. A name without a slash is
+    looked up on this process's PATH, as the child process will be."""
+    if os.sep in program:
+        path = Path(program).expanduser()
+        if not path.is_file():
+            return f"program {program!r} does not exist"
+        if not os.access(path, os.X_OK):
+            return f"program {program!r} is not executable (chmod +x)"
+        return None
+    search = os.environ.get("PATH", os.defpath)
+    if shutil.which(program, path=search) is None:
+        return (f"program {program!r} not found on PATH ({search}: the PATH of this process; the "
+                f"service's is {SERVICE_PATH} unless set): install it or give its absolute path")
     return None
 
 
@@ -120,6 +144,11 @@ class CommandSource(Source):
         self._last_unit = 0.0
         self._line_windows: LineWindows | None = None
         self._make_parser = self._parser_factory(options, ctx)
+
+    def preflight(self) -> tuple[str, str] | None:
+        """The program must be installed, looked up on the PATH of this process: the daemon's
+        when `check` runs as the service would, the user's PATH when run from a shell."""
+        return ("command", problem) if (problem := program_problem(self._argv[0])) else None
 
     def _parser_factory(self, options: CommandOptions, ctx: SourceContext
                         ) -> Callable[[], Callable[[bytes], list]]:
