@@ -12,9 +12,6 @@ venv=${EDGE_RUNTIME_VENV:-$repo/.venv}
 extras=${EDGE_RUNTIME_EXTRAS-test,convert}
 read -ra apt_packages <<< "${EDGE_RUNTIME_APT_PACKAGES:-}"
 
-sudo_cmd=()
-if [ "$(id -u)" -ne 0 ]; then sudo_cmd=(sudo); fi
-
 have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ]; }
 
 have mosquitto || apt_packages+=(mosquitto)
@@ -47,27 +44,13 @@ sys.exit(not all(map(Gst.ElementFactory.find, ("jpegenc", "rtpjpegpay", "x264enc
         || apt_packages+=(python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
                           gstreamer1.0-plugins-good gstreamer1.0-plugins-ugly)
 fi
-# apt may be busy: another apt-get, or unattended-upgrades on a Pi's first boot. Wait for it (up to
-# APT_WAIT seconds) instead of failing with "Could not get lock": DPkg::Lock::Timeout covers the
-# dpkg lock; `apt-get update`'s lists lock has no timeout in apt 2.6, so it is retried.
-APT_WAIT=${EDGE_RUNTIME_APT_WAIT:-600}
-apt_update() {
-    local waited=0 out
-    until out=$("${sudo_cmd[@]}" apt-get update -qq 2>&1); do
-        if [[ "$out" != *"Could not get lock"* ]] || [ "$waited" -ge "$APT_WAIT" ]; then
-            echo "$out" >&2
-            return 1
-        fi
-        [ "$waited" = 0 ] && echo "dev-setup: apt is busy (${out%%$'\n'*}); waiting" >&2
-        sleep 2
-        waited=$((waited + 2))
-    done
-}
+# apt_update, apt_install: wait for a busy apt (EDGE_RUNTIME_APT_WAIT) instead of failing.
+# shellcheck source=deploy/apt.sh
+. "$repo/deploy/apt.sh"
 if [ ${#apt_packages[@]} -gt 0 ]; then
     echo "dev-setup: installing Debian packages: ${apt_packages[*]}" >&2
     apt_update
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get -o DPkg::Lock::Timeout="$APT_WAIT" \
-        install -y -qq --no-install-recommends "${apt_packages[@]}" >/dev/null
+    apt_install "${apt_packages[@]}"
 fi
 
 if [ ! -x "$venv/bin/python" ]; then

@@ -101,18 +101,36 @@ def test_busy_apt_is_waited_for_not_a_failure(tmp_path: Path) -> None:
     (venv / "bin" / "edge-runtime").chmod(0o755)
     digest = hashlib.sha256((REPO / "pyproject.toml").read_bytes()).hexdigest()
     (venv / ".edge-runtime-dev-setup").write_text(f"{digest} pip_args=[]\n\n")
+    env = dict(os.environ, EDGE_RUNTIME_VENV=str(venv), EDGE_RUNTIME_EXTRAS="",
+               EDGE_RUNTIME_PIP_ARGS="", EDGE_RUNTIME_APT_PACKAGES="mosquitto")
+    done = while_apt_is_busy(["bash", str(DEV_SETUP)], env)
+    assert done.returncode == 0, done.stderr
+    assert "apt is busy" in done.stderr and "waiting" in done.stderr, done.stderr
+    assert "is up to date" in done.stderr, done.stderr
+
+
+def while_apt_is_busy(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """Run `argv` while another process holds apt's dpkg and lists locks for 4 s."""
     holder = subprocess.Popen(
         ["/usr/bin/python3", "-c", HOLD_APT_LOCKS, "4", "/var/lib/dpkg/lock-frontend",
          "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock"], stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
-        env = dict(os.environ, EDGE_RUNTIME_VENV=str(venv), EDGE_RUNTIME_EXTRAS="",
-                   EDGE_RUNTIME_PIP_ARGS="", EDGE_RUNTIME_APT_PACKAGES="mosquitto")
-        done = subprocess.run(["bash", str(DEV_SETUP)], capture_output=True, text=True,
-                              timeout=600, env=env)
+        return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)
     finally:
         holder.kill()
         holder.wait(10)
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists(),
+                    reason="needs root and apt (Debian), as the set-up itself")
+def test_arm64_host_tools_wait_for_a_busy_apt_too() -> None:
+    """deploy/arm64/lib.sh (and sample-videos.sh) install with dev-setup's helpers from
+    deploy/apt.sh, so they wait for a busy apt too (they failed at once); run here through
+    lib.sh, sourced as test-arm64.sh sources it, with a package that is installed."""
+    lib = REPO / "deploy" / "arm64" / "lib.sh"
+    done = while_apt_is_busy(
+        ["bash", "-c", 'set -euo pipefail; . "$1"; apt_update; apt_install mosquitto',
+         "test-arm64.sh", str(lib)], dict(os.environ))
     assert done.returncode == 0, done.stderr
-    assert "apt is busy" in done.stderr and "waiting" in done.stderr, done.stderr
-    assert "is up to date" in done.stderr, done.stderr
+    assert "test-arm64.sh: apt is busy" in done.stderr, done.stderr

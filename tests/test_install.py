@@ -21,6 +21,7 @@ REPO = Path(__file__).resolve().parents[1]
 INSTALL = REPO / "deploy" / "install.sh"
 UNINSTALL = REPO / "deploy" / "uninstall.sh"
 SCRIPTS = [INSTALL, UNINSTALL, REPO / "deploy/dev-setup.sh", REPO / "deploy/quickstart.sh",
+           REPO / "deploy/apt.sh", REPO / "deploy/sample-videos.sh",
            *sorted((REPO / "deploy" / "ansible").rglob("*.sh"))]
 
 

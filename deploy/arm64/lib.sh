@@ -2,6 +2,9 @@
 # Shared by deploy/test-arm64.sh (host side) and deploy/arm64/run-runtime.sh (inside the private
 # mount + pid namespace). Sourced, never run.
 shopt -s inherit_errexit
+# apt_update, apt_install: wait for a busy apt (EDGE_RUNTIME_APT_WAIT) instead of failing.
+# shellcheck source=deploy/apt.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../apt.sh"
 
 SUITE=bookworm
 # Debian suites, to tell the Debian archive among the host's apt sources (third-party repositories
@@ -94,10 +97,7 @@ ensure_host_tools() {
     done
     ((${#missing[@]})) || return 0
     log "installing host packages: ${missing[*]}"
-    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null 2>&1 || {
-        apt-get update -qq >/dev/null && \
-            apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
-    }
+    apt_install "${missing[@]}" 2>/dev/null || { apt_update && apt_install "${missing[@]}"; }
 }
 
 qemu_major() { "$1" --version | sed -n '1s/.*version \([0-9]*\)\..*/\1/p'; }
@@ -189,9 +189,7 @@ setup_emulation() {
         [[ $mode == auto ]] || die "cannot register a binfmt_misc handler"
         log "binfmt_misc unavailable, falling back to proot"
     fi
-    command -v proot >/dev/null || apt-get install -y -qq proot >/dev/null 2>&1 || {
-        apt-get update -qq >/dev/null && apt-get install -y -qq proot >/dev/null
-    }
+    command -v proot >/dev/null || apt_install proot 2>/dev/null || { apt_update && apt_install proot; }
     EMULATION=proot
 }
 
