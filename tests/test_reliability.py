@@ -156,6 +156,13 @@ def test_kill_9_mid_stream_leaves_no_gap_after_restart(tmp_path, durable_broker,
           f"{duplicates} duplicate(s)")
     if not broker_up:
         assert "undelivered result(s) from before" in second.log
+        assert "result(s) from an earlier run" in connect_line(second.log), second.log
+    assert "earlier run" not in connect_line(first.log), first.log  # a brand-new outbox
+
+
+def connect_line(log: str) -> str:
+    """The daemon's first "connected to broker" log line (what it has to send)."""
+    return next((line for line in log.splitlines() if "connected to broker" in line), "")
 
 
 def test_overflow_with_the_broker_down_is_counted_exactly(tmp_path, durable_broker,
@@ -178,6 +185,9 @@ def test_overflow_with_the_broker_down_is_counted_exactly(tmp_path, durable_brok
     assert final["outbox"]["dropped"] == 15
     assert final["pipelines"]["digits"]["results"] == 20
     assert "outbox full" in daemon.log and "dropped" in daemon.log
+    # A brand-new outbox: what waits at the first connection is this run's, not leftovers.
+    assert "to send: 5 produced while connecting" in connect_line(daemon.log), daemon.log
+    assert "earlier run" not in daemon.log, daemon.log
 
 
 def write_random(path: Path) -> int:

@@ -93,6 +93,7 @@ class NetworkThread:
         self._acks_this_connection = 0
         self._connected_at = 0.0
         self._poison = PoisonJudge()
+        self._earlier = 0  # results the outbox held at start (an earlier run's), set by start()
         # -- counters (written by this thread, read by anyone) -----------------------------------
         self.connects = 0
         self.disconnects = 0
@@ -113,6 +114,7 @@ class NetworkThread:
         return self._thread.is_alive()
 
     def start(self) -> None:
+        self._earlier = self.outbox.depth()
         self._thread.start()
 
     def stop(self, deadline: Deadline | None = None) -> None:
@@ -360,12 +362,24 @@ class NetworkThread:
         self._connected_at = time.monotonic()
         self._backoff.reset()
         self.connected.set()
-        logger.info("connected to broker %s:%d as %s; %d result(s) to send from the outbox",
-                    self.config.host, self.config.port, self.client_id, self.outbox.depth())
+        logger.info("connected to broker %s:%d as %s%s", self.config.host, self.config.port,
+                    self.client_id, self._backlog())
         # Retained state goes out again on every connection (the broker may have restarted).
         client.publish(self.topics.status, ONLINE, qos=1, retain=True)
         self._next_stats = 0.0  # stats right away: they say what happened while we were away
         dispatch(self.listeners, lambda listener: listener.on_connect(Link(client, self._on_suback)))
+
+    def _backlog(self) -> str:
+        """What the outbox holds to send, for the connect log line. On the first connection the
+        results of an earlier run (found at start) are told apart from this run's first ones,
+        which a brand-new outbox already holds when the connection comes up."""
+        depth = self.outbox.depth()
+        if self.connects > 1:
+            return f"; {depth} result(s) waiting in the outbox" if depth else ""
+        earlier = min(self._earlier, depth)
+        parts = ([f"{earlier} result(s) from an earlier run"] if earlier else []) + (
+            [f"{depth - earlier} produced while connecting"] if depth > earlier else [])
+        return f"; to send: {', '.join(parts)}" if parts else ""
 
     def _on_disconnect(self, client: mqtt.Client, userdata: Any, flags: Any, reason: Any,
                        properties: Any) -> None:
