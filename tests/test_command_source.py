@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import sys
+import threading
 import time
 import wave
 from pathlib import Path
@@ -254,6 +255,56 @@ def test_child_dies_when_the_process_that_started_it_is_killed(tmp_path):
         assert not _alive(child), "the command outlived the process that started it"
     finally:
         parent.kill()
+
+
+def test_a_restart_stops_every_command_of_a_shell_pipeline(tmp_path):
+    """A stalled `sh -c "a | b"` is stopped for its restart: the stop reaches the commands sh
+    started too (its process group), not only sh, so none lives on as an orphan holding the
+    camera or microphone the next run needs."""
+    pid_file = tmp_path / "grandchild.pid"
+    src = source(tmp_path, ["sh", "-c", f"sleep 300 & echo $! > {pid_file}; wait"], "mjpeg",
+                 read_timeout=1.0)
+    src.open()
+    try:
+        with pytest.raises(SourceError, match="no complete mjpeg unit"):
+            started = time.monotonic()
+            while time.monotonic() - started < 10:
+                src.read()
+        grandchild = int(pid_file.read_text())
+        assert _alive(grandchild)
+    finally:
+        src.close()
+    deadline = time.monotonic() + 5
+    while _alive(grandchild) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not _alive(grandchild), "a command of the pipeline outlived the stop"
+
+
+@pytest.mark.skipif(shutil.which("setsid") is None, reason="setsid (util-linux) not installed")
+def test_a_process_that_left_the_group_and_holds_the_pipes_does_not_hang_the_stop(tmp_path):
+    """What the group signal cannot reach (a process that made a session of its own) keeps the
+    output pipes open: the stop leaves their readers to end at EOF instead of blocking the
+    source thread in close() (it used to hang there for as long as that process lived)."""
+    import os
+    import signal
+
+    pid_file = tmp_path / "escaped.pid"
+    src = source(tmp_path, ["sh", "-c", f"setsid sh -c 'echo $$ > {pid_file}; exec sleep 300' & "
+                            "wait"], "mjpeg", read_timeout=30)
+    src.open()
+    deadline = time.monotonic() + 5
+    while not (pid_file.exists() and pid_file.read_text().strip()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    escaped = int(pid_file.read_text())
+    try:
+        stopped = {}
+        closer = threading.Thread(target=lambda: stopped.setdefault("done", src.close()),
+                                  name="test-close", daemon=True)
+        closer.start()
+        closer.join(15)
+        assert not closer.is_alive(), "close() blocked on the pipes the escaped process holds"
+    finally:
+        os.kill(escaped, signal.SIGKILL)
 
 
 def _alive(pid: int) -> bool:

@@ -10,7 +10,8 @@ tool that writes a stream). What it guarantees:
   (KillMode=mixed: the stop's SIGTERM goes to the daemon only, which stops the child first).
 - It runs in a process group of its own: Ctrl-C in the terminal of a foreground `edge-runtime
   run` signals the daemon only, which then stops the child; otherwise the child would die with
-  the same signal and its exit be logged and counted as a source failure at every stop.
+  the same signal and its exit be logged and counted as a source failure at every stop. A stop
+  or restart signals that whole group, so every command of an `sh -c "a | b"` ends with it.
 - Its standard output is drained by a reader thread into a parser, so a paced or slow pipeline
   never leaves a stale backlog in the pipe (the parser keeps only what it needs).
 - Its standard error goes to the log, line by line, at most `STDERR_BURST` lines per
@@ -172,23 +173,42 @@ class ChildProcess:
             logger.warning("%s: %d stderr lines held back", self.name, self._budget.held)
 
     def stop(self) -> None:
-        """Terminate (then kill) the process, reap it and join the reader threads."""
+        """Terminate (then kill) the process and its process group, reap it and join the reader
+        threads."""
         proc = self._proc
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.terminate()
+        if proc.poll() is None:  # not reaped yet, so its pid still names its process group
+            _signal_group(proc, signal.SIGTERM)
             try:
                 proc.wait(STOP_GRACE)
             except subprocess.TimeoutExpired:
-                proc.kill()
+                _signal_group(proc, signal.SIGKILL)
                 proc.wait()
         for thread in self._threads:
             thread.join(STOP_GRACE)
-        for stream in (proc.stdout, proc.stderr):
-            if stream is not None:
-                stream.close()
+        if any(thread.is_alive() for thread in self._threads):
+            # A process it started left its group and holds the pipes open: closing a pipe a
+            # reader thread is inside would block this thread too. The readers end at EOF.
+            logger.warning("%s: its output stays open after it ended (a process it started "
+                           "outlived it); not waiting for that", self.name)
+        else:
+            for stream in (proc.stdout, proc.stderr):
+                if stream is not None:
+                    stream.close()
         self._proc = None
+
+
+def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
+    """`sig` to the child's whole process group (it leads one: process_group=0), so the other
+    commands of an `sh -c "a | b"` stop with it instead of living on as orphans that still hold
+    the camera or the microphone the restarted command then finds busy."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass  # it and its group are gone already
+    except PermissionError:  # not our group after all: at least the child itself
+        proc.send_signal(sig)
 
 
 T = TypeVar("T")
