@@ -1,5 +1,6 @@
-"""The result message: one JSON object per result (schema in edge_runtime/schemas/), and its
-encoding. A sink that stores a batch raises EncodeErrors for the results it could not encode."""
+"""The result message: one JSON object per result (its JSON Schema is assembled from the
+tasks by payload_schemas.py: `edge-runtime schema result`), and its encoding. A sink that stores
+a batch raises EncodeErrors for the results it could not encode."""
 
 from __future__ import annotations
 
