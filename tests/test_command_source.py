@@ -307,6 +307,33 @@ def test_a_process_that_left_the_group_and_holds_the_pipes_does_not_hang_the_sto
         os.kill(escaped, signal.SIGKILL)
 
 
+def test_a_command_that_left_its_process_group_is_still_stopped(tmp_path):
+    """A command that moves itself into another process group has no group of its own to
+    signal: the stop signals the command itself (without that it waited for it forever)."""
+    import os
+    import signal
+
+    leave = ("import os, time; os.setpgid(0, os.getpgid(os.getppid())); print('moved', flush=True); "
+             "time.sleep(300)")
+    src = source(tmp_path, [sys.executable, "-c", leave], "lines", columns=("x",), window=1,
+                 read_timeout=30)
+    src.open()
+    pid = src._child.pid  # noqa: SLF001 - white-box: the child process to watch
+    try:
+        deadline = time.monotonic() + 10
+        while os.getpgid(pid) != os.getpgid(0) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert os.getpgid(pid) == os.getpgid(0)
+        closer = threading.Thread(target=src.close, name="test-close", daemon=True)
+        closer.start()
+        closer.join(15)
+        assert not closer.is_alive(), "close() waited for a command it never signalled"
+        assert not _alive(pid)
+    finally:
+        if _alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
 def _alive(pid: int) -> bool:
     """Running and not a zombie (an orphan is reaped by init; a zombie is already dead)."""
     try:

@@ -205,9 +205,7 @@ def _signal_group(proc: subprocess.Popen[bytes], sig: signal.Signals) -> None:
     the camera or the microphone the restarted command then finds busy."""
     try:
         os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass  # it and its group are gone already
-    except PermissionError:  # not our group after all: at least the child itself
+    except (ProcessLookupError, PermissionError):  # it moved to another group: the child alone
         proc.send_signal(sig)
 
 
