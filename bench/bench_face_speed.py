@@ -4,6 +4,7 @@ Runs in the bench-only virtualenv that has mediapipe 0.10.21 (never a daemon dep
 
     bash deploy/mediapipe-venv.sh      # once: .venv-mediapipe and Debian's opencv-doc video
     .venv-mediapipe/bin/python bench/bench_face_speed.py [--rounds 3] [--frames 810] [--threads 1]
+        [--before DIR]   # also run the daemon from another checkout each round (an A/B)
 
 Both sides run MediaPipe's short-range BlazeFace (`face_detection_short_range.tflite` from the
 mediapipe wheel) on Debian opencv-doc's `Megamind.avi` (720x528, looped to --frames frames),
@@ -32,7 +33,7 @@ import cv2
 
 from bench_face_parity import SHORT_RANGE, VIDEO, short_range_model
 from bench_video import describe_interpreter
-from common import Broker, cpu_summary, run_daemon
+from common import REPO, Broker, cpu_summary, run_daemon
 
 
 def mediapipe_rate(video: Path, frames: int) -> tuple[float, int]:
@@ -74,6 +75,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--frames", type=int, default=810, help="frames per run (3 x the video)")
     parser.add_argument("--threads", default="1", help="the daemon's interpreter threads, or auto")
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout whose daemon also runs each round (A/B)")
     args = parser.parse_args()
     if not args.video.is_file():
         print(f"no {args.video}: run deploy/sample-videos.sh (Debian's opencv-doc)")
@@ -84,25 +87,37 @@ def main() -> int:
           f"threads {threads!r}, {cpu_summary()}")
     theirs: list[float] = []
     ours: list[float] = []
+    before: list[float] = []
     with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = daemon_config(Path(tmp) / "faces.toml", broker.port, model, args.video, threads)
         for round_ in range(1, args.rounds + 1):
             mp_rate, faces = mediapipe_rate(args.video, args.frames)
-            run = run_daemon(config, broker.port, args.frames, stop_after=args.frames)
+            trees = [("daemon", REPO)] + ([("before", args.before)] if args.before else [])
+            if round_ % 2 == 0:  # alternate which tree runs right after MediaPipe
+                trees.reverse()
             theirs.append(mp_rate)
-            ours.append(run.rate)
             print(f"round {round_}: MediaPipe {mp_rate:6.1f} frames/s ({faces} frames with a "
-                  f"face)  daemon {run.rate:6.1f} results/s ({run.results} results, exit "
-                  f"{run.exit_code})  daemon / MediaPipe {run.rate / mp_rate:.2f}", flush=True)
-            cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms_per_result().items()
-                            if ms >= 0.01)
-            print(f"         daemon CPU ms per result by thread: {cpu}")
-            print(f"         daemon interpreter: {describe_interpreter(run.interpreter())}",
-                  flush=True)
+                  f"face)", flush=True)
+            for label, tree in trees:
+                run = run_daemon(config, broker.port, args.frames, stop_after=args.frames,
+                                 pythonpath=tree)
+                (ours if label == "daemon" else before).append(run.rate)
+                print(f"         {label} {run.rate:6.1f} results/s ({run.results} results, exit "
+                      f"{run.exit_code})  {label} / MediaPipe {run.rate / mp_rate:.2f}")
+                cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms_per_result().items()
+                                if ms >= 0.01)
+                print(f"         {label} CPU ms per result by thread: {cpu}")
+                print(f"         {label} interpreter: {describe_interpreter(run.interpreter())}",
+                      flush=True)
     print(f"at the end: {cpu_summary()}")
     ratio = statistics.median(o / t for o, t in zip(ours, theirs))
     print("| MediaPipe solution frames/s | daemon results/s | daemon / MediaPipe |")
     print(f"| {statistics.median(theirs):.1f} | {statistics.median(ours):.1f} | {ratio:.2f} |")
+    if before:
+        old = statistics.median(b / t for b, t in zip(before, theirs))
+        print(f"before ({args.before}): {statistics.median(before):.1f} results/s, before / "
+              f"MediaPipe {old:.2f}; this tree / before (median per round) "
+              f"{statistics.median(o / b for o, b in zip(ours, before)):.2f}")
     print("target: daemon / MediaPipe > 1 (the lead measured when this bench was written: 1.64)")
     return 0
 

@@ -32,7 +32,7 @@ from edge_runtime.pipeline.assembly import assemble
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.source_stage import SourceStage
-from edge_runtime.pipeline.stages import JOBS
+from edge_runtime.pipeline.stages import JOBS, PUBLISH_BACKLOG
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 from edge_runtime.sources.base import Frame, Source
@@ -57,8 +57,10 @@ class GatedSink:
         self.publisher = publisher
         self.open = threading.Event()
         self.entered = threading.Event()
+        self.waiting = 0  # results in the batch that waits at the gate
 
     def publish_results(self, pipeline: str, bodies: Any) -> list[int]:
+        self.waiting = len(bodies)
         self.entered.set()
         self.open.wait(120)
         return self.publisher.publish_results(pipeline, bodies)
@@ -224,6 +226,35 @@ def test_a_frame_abandoned_at_stop_is_not_counted() -> None:
     assert stats.frames == len(slot._frames) == 2  # noqa: SLF001
 
 
+def test_a_slow_outbox_commit_does_not_hold_up_the_interpreter(tmp_path: Path, mosquitto,
+                                                               subscribe) -> None:
+    """The publish thread stuck in a commit (an fsync on a slow card): the inference thread
+    keeps inferring, because a job goes back to the prepare thread as soon as its outputs are
+    copied out, until PUBLISH_BACKLOG results wait (bounded). Before, a job came back only from
+    the publish thread: the interpreter stopped after JOBS frames. Nothing is lost or reordered."""
+    frames = many_frames(tmp_path / "frames", copies=1)
+    run = Run(tmp_path, mosquitto, subscribe, {
+        "name": "slowcommit", "source": {"type": "images", "path": str(frames)},
+        "model": {"path": str(DIGITS_INT8), "threads": 1}}, overlap=True, gated=True)
+    stages = run.runner._stages  # noqa: SLF001 - white-box check of the hand-over
+    run.start()
+    try:
+        wait_until(run.gate.entered.is_set, 30)  # the first result's commit is stuck
+        # Stuck for good: the backlog is full, the inference thread holds one more result and
+        # every job is prepared, waiting for the interpreter.
+        wait_until(lambda: stages.inferred.full() and stages.prepared.qsize() == JOBS, 30)
+        inferred_while_stuck = run.runner.meter.snapshot().invokes
+        in_commit = run.gate.waiting
+    finally:
+        run.gate.open.set()
+    results = run.finish()
+    # the batch in the commit, PUBLISH_BACKLOG waiting, one in the inference thread's hand
+    assert inferred_while_stuck == in_commit + PUBLISH_BACKLOG + 1 > in_commit + JOBS
+    assert [r["source"]["frame"] for r in results] == list(range(20))
+    assert [r["seq"] for r in results] == list(range(20))
+    assert stages.free.qsize() == JOBS
+
+
 def test_no_input_buffer_is_allocated_per_frame(tmp_path: Path, mosquitto, subscribe) -> None:
     frames = many_frames(tmp_path / "frames", copies=1)
     run = Run(tmp_path, mosquitto, subscribe, {
@@ -267,7 +298,9 @@ def test_a_live_source_gets_its_newest_frame_through_the_stages(tmp_path: Path, 
     try:
         send_window()
         wait_until(run.gate.entered.is_set, 30)  # the first result waits in the publish stage
-        for _ in range(JOBS + 8):  # more windows than the stages can hold
+        # More windows than the stages can hold: JOBS jobs, PUBLISH_BACKLOG results waiting for
+        # the publish thread and one in the inference thread's hand waiting for room.
+        for _ in range(JOBS + PUBLISH_BACKLOG + 1 + 8):
             send_window()
         dropped_while_stuck = run.runner.dropped
         run.gate.open.set()
@@ -280,7 +313,7 @@ def test_a_live_source_gets_its_newest_frame_through_the_stages(tmp_path: Path, 
     results = run.finish()
     frames = [r["source"]["frame"] for r in results]
     assert run.runner.stats.frames == sent
-    assert dropped_while_stuck >= 8 - 1  # the stages hold JOBS windows and the slot one
+    assert dropped_while_stuck >= 8 - 1  # the stages hold the rest and the slot one
     assert len(results) + run.runner.dropped == sent  # published or counted, never lost
     assert frames == sorted(frames) and frames[0] == 0
     assert frames[-1] == sent - 1  # the newest window got through once the pipeline moved

@@ -1,7 +1,8 @@
 """The inference thread: the only thread that touches the interpreter.
 
 It copies a prepared job's input into the tensor, invokes and copies the outputs out, so the
-interpreter runs on while the outputs are published. It owns the pipeline's parts: a model
+interpreter runs on while the outputs are published; the job goes back to the prepare thread
+right then, not after the result's outbox commit. It owns the pipeline's parts: a model
 failure rebuilds them (reloads the file) with backoff, and a job prepared for the old parts is
 prepared again for the new ones. Without stage threads (sensor pipelines) it also takes, gates,
 prepares and publishes each frame itself. It also times itself (`meter`, invoke_meter.py) and,
@@ -24,7 +25,7 @@ from edge_runtime.pipeline.invoke_meter import InvokeMeter
 from edge_runtime.pipeline.prepare_stage import Preparer
 from edge_runtime.pipeline.publish_stage import ResultPublisher
 from edge_runtime.pipeline.slot import FrameSlot
-from edge_runtime.pipeline.stages import END, Job, Stages, take
+from edge_runtime.pipeline.stages import END, Job, Stages, give, take
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.supervision.backoff import Backoff
@@ -95,10 +96,14 @@ class InferenceStage:
                     self._tune()
                     backoff.reset()
                     if inline_job is None:
-                        stages.inferred.put(job)
+                        # The job goes back at once: its next frame need not wait for this
+                        # result's post-processing and outbox commit (stages.py).
+                        inferred = job.hand_over()
+                        stages.free.put(job)
+                        give(stages.inferred, inferred, beat)
                         meter.mark("hand_off")
                     else:
-                        publisher.publish(job)
+                        publisher.publish(job.hand_over())
                         meter.mark("publish")
                     continue
                 except PreprocessError as exc:  # only when a reload changed the input
@@ -117,7 +122,7 @@ class InferenceStage:
             if inline_job is not None:
                 publisher.close()
             stats.model_state = "stopped" if stop.is_set() else "finished"
-            stages.inferred.put(END)
+            give(stages.inferred, END, beat)
             heartbeats.unregister(f"inference-{self.name}")
 
     def _infer(self, job: Job) -> None:

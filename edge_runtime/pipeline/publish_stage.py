@@ -1,4 +1,4 @@
-"""Post-process, decide, hand over: a job's copied outputs into a result in the outbound batch.
+"""Post-process, decide, hand over: a frame's copied outputs into a result in the outbound batch.
 
 Runs as the publish thread of an image pipeline, or inline on the inference thread of a sensor
 pipeline. Results go to the sink in batches (batch.py).
@@ -14,7 +14,7 @@ from edge_runtime.pipeline.batch import BatchSink, ResultBatch
 from edge_runtime.pipeline.observer import ResultObserver
 from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.result import result_body
-from edge_runtime.pipeline.stages import END, Job, Stages, take
+from edge_runtime.pipeline.stages import END, Inferred, Stages, take
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.postprocessing.base import PostprocessError
 from edge_runtime.ratelimit import RateLimitedLogger
@@ -34,8 +34,8 @@ class ResultPublisher:
         self._warn = RateLimitedLogger(logger)
         self.batch = ResultBatch(sink, name, self._count_published, self._batch_failed)
 
-    def publish(self, job: Job) -> None:
-        """Post-process the job's outputs and batch the result (unless the policy holds it)."""
+    def publish(self, job: Inferred) -> None:
+        """Post-process the frame's outputs and batch the result (unless the policy holds it)."""
         frame = job.frame
         try:
             self._publish(job)
@@ -43,10 +43,8 @@ class ResultPublisher:
             self._stats.output_errors += 1
             self._warn.warning("output", "pipeline %s: no result for frame %s: %s", self.name,
                                frame.name or frame.index if frame else "?", exc)
-        finally:
-            job.frame, job.outputs = None, []
 
-    def _publish(self, job: Job) -> None:
+    def _publish(self, job: Inferred) -> None:
         parts, frame = job.parts, job.frame
         assert frame is not None
         model = parts.model
@@ -81,9 +79,8 @@ class ResultPublisher:
                     continue
                 if job is END:
                     break
-                assert isinstance(job, Job)
+                assert isinstance(job, Inferred)
                 self.publish(job)
-                stages.free.put(job)
                 self.batch.flush_unless(more_coming=not stages.inferred.empty())
         finally:
             self.close()
