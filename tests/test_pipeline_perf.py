@@ -32,7 +32,7 @@ from edge_runtime.pipeline.assembly import assemble
 from edge_runtime.pipeline.runner import PipelineRunner
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.source_stage import SourceStage
-from edge_runtime.pipeline.stages import JOBS, PUBLISH_BACKLOG
+from edge_runtime.pipeline.stages import JOBS, LIVE_PUBLISH_BACKLOG, PUBLISH_BACKLOG
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.publishing.mqtt_publisher import MqttPublisher
 from edge_runtime.sources.base import Frame, Source
@@ -298,9 +298,10 @@ def test_a_live_source_gets_its_newest_frame_through_the_stages(tmp_path: Path, 
     try:
         send_window()
         wait_until(run.gate.entered.is_set, 30)  # the first result waits in the publish stage
-        # More windows than the stages can hold: JOBS jobs, PUBLISH_BACKLOG results waiting for
-        # the publish thread and one in the inference thread's hand waiting for room.
-        for _ in range(JOBS + PUBLISH_BACKLOG + 1 + 8):
+        # More windows than the stages can hold: JOBS jobs, LIVE_PUBLISH_BACKLOG results waiting
+        # for the publish thread and one in the inference thread's hand waiting for room.
+        assert run.runner._stages.inferred.maxsize == LIVE_PUBLISH_BACKLOG  # noqa: SLF001
+        for _ in range(JOBS + LIVE_PUBLISH_BACKLOG + 1 + 8):
             send_window()
         dropped_while_stuck = run.runner.dropped
         run.gate.open.set()

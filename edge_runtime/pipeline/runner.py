@@ -45,7 +45,7 @@ from edge_runtime.pipeline.publish_policy import PublishPolicy
 from edge_runtime.pipeline.publish_stage import ResultPublisher
 from edge_runtime.pipeline.slot import FrameSlot
 from edge_runtime.pipeline.source_stage import SourceStage
-from edge_runtime.pipeline.stages import Stages
+from edge_runtime.pipeline.stages import LIVE_PUBLISH_BACKLOG, PUBLISH_BACKLOG, Stages
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.supervision.heartbeat import Heartbeats
 from edge_runtime.supervision.threads import NamedThread
@@ -88,7 +88,8 @@ class PipelineRunner:
         policy = PublishPolicy(parts.config.publish, parts.task_plugin.summarize, clock)
         self._publisher = ResultPublisher(self.name, device, sink, policy, self.stats, observer)
         spec = parts.model.inputs[0]
-        self._stages = Stages(spec.shape, spec.dtype)
+        self._stages = Stages(spec.shape, spec.dtype,
+                              LIVE_PUBLISH_BACKLOG if traits.live else PUBLISH_BACKLOG)
         self.overlap = not windowed if overlap is None else overlap
         loops: list[tuple[str, Callable[[], None]]] = [("source", self._source.run)]
         if self.overlap:

@@ -5,7 +5,9 @@ into the job's buffer) -> free again as soon as its outputs are copied out of th
 What the publish thread needs (frame, outputs, geometry, timings) travels on as an `Inferred`, so
 a job never waits for a result's post-processing or its outbox commit (an fsync): the interpreter
 keeps getting input while the publish thread commits. Up to PUBLISH_BACKLOG results wait for the
-publish thread; then inference waits too (bounded memory: each holds its frame). With three jobs
+publish thread (a live source: LIVE_PUBLISH_BACKLOG, as each result waiting makes the published
+ones older when publishing is the slow part); then inference waits too (bounded memory: each
+holds its frame). With three jobs
 one can be prepared while one is in the interpreter, and no input buffer is allocated per frame.
 The queues are FIFO and each stage has one thread, so frames keep their order.
 """
@@ -24,6 +26,7 @@ from edge_runtime.supervision.heartbeat import Heartbeat
 
 JOBS = 3  # prepare, invoke, and one prepared ahead; more would only add latency
 PUBLISH_BACKLOG = 4  # inferred results waiting for the publish thread (one outbox commit's worth)
+LIVE_PUBLISH_BACKLOG = 1  # live sources: fresh results over a few more frames/s
 WAIT = 0.5  # seconds any stage loop blocks before it beats its heartbeat again
 
 
@@ -63,10 +66,11 @@ END = None  # put into a queue by a stage that has finished: the next stage fini
 class Stages:
     """The three queues between the threads; `free` starts with JOBS jobs."""
 
-    def __init__(self, input_shape: tuple[int, ...], input_dtype: np.dtype) -> None:
+    def __init__(self, input_shape: tuple[int, ...], input_dtype: np.dtype,
+                 backlog: int = PUBLISH_BACKLOG) -> None:
         self.free: queue.Queue[Job] = queue.Queue()
         self.prepared: queue.Queue[Job | None] = queue.Queue()
-        self.inferred: queue.Queue[Inferred | None] = queue.Queue(PUBLISH_BACKLOG)
+        self.inferred: queue.Queue[Inferred | None] = queue.Queue(backlog)
         for _ in range(JOBS):
             self.free.put(Job(np.zeros(input_shape, input_dtype)))
 
