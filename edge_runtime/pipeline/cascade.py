@@ -183,18 +183,14 @@ class Stage:
 
     def _available(self, counters: StageCounters) -> bool:
         """Up, or reloaded now that its next attempt is due."""
-        health = self.health
-        if health is None or not health.down:
+        if self.health is None:
             return True
-        if not health.due():
-            return False
-        parts = health.reload()
-        counters.state = health.state
-        if parts is None:
-            return False
-        self._adopt(parts)
-        counters.reloads += 1
-        return True
+        usable, parts = self.health.reload_if_due()
+        if parts is not None:
+            self._adopt(parts)
+            counters.reloads += 1
+        counters.state = self.health.state
+        return usable
 
     def _no_result(self, work: list[tuple[dict[str, Any], Region]], reason: str,
                    counters: StageCounters) -> None:
@@ -251,18 +247,14 @@ class Escalation:
 
     def available(self, stats: CascadeStats) -> bool:
         """Up, or reloaded now that its next attempt is due."""
-        health = self.health
-        if health is None or not health.down:
+        if self.health is None:
             return True
-        if not health.due():
-            return False
-        parts = health.reload()
-        stats.escalation_state = health.state
-        if parts is None:
-            return False
-        self.parts, self.model = parts, parts.model
-        stats.escalation_reloads += 1
-        return True
+        usable, parts = self.health.reload_if_due()
+        if parts is not None:
+            self.parts, self.model = parts, parts.model
+            stats.escalation_reloads += 1
+        stats.escalation_state = self.health.state
+        return usable
 
     def unsure(self, fields: dict[str, Any]) -> bool:
         """The task's confidence in the result (classification: the top score) is below."""

@@ -83,3 +83,13 @@ class ModelHealth:
         self.reloads += 1
         logger.info("%s: model reloaded", self.what)
         return parts
+
+    def reload_if_due(self) -> tuple[bool, PipelineParts | None]:
+        """(usable now, the new parts when this call reloaded it): up, or reloaded because its
+        next attempt is due; down otherwise."""
+        if not self.down:
+            return True, None
+        if not self.due():
+            return False, None
+        parts = self.reload()
+        return parts is not None, parts
