@@ -70,7 +70,7 @@ def test_stage_geometry_maps_the_crop_back_to_the_frame():
 
 # -- stages through the daemon -------------------------------------------------------------------
 
-STAGES = f"""
+SHAPE_STAGE = f"""
 [[pipelines.stages]]
 name = "shape"                 # the detector again, on a crop three times the box
 [pipelines.stages.model]
@@ -80,7 +80,9 @@ threads = 1
 margin = 1.0
 square = true
 edge = "pad"
+"""
 
+STAGES = SHAPE_STAGE + f"""
 [[pipelines.stages]]
 name = "digit"                 # a classifier, on squares only
 on = ["square"]

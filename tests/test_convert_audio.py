@@ -134,6 +134,11 @@ def tone_model(tmp_path_factory):
     return root
 
 
+# The tone model's input: what AUDIO describes, as edge-convert's options.
+FEATURES = ("--sample-rate", RATE, "--window", RATE // 2, "--features", "log-mel", "--n-fft", 256,
+            "--win-length", 200, "--hop-length", 100, "--n-mels", 16, "--mean", -4, "--std", 4)
+
+
 @pytest.mark.slow
 def test_edge_convert_stores_the_audio_parameters_and_verifies_on_wavs(tone_model, tmp_path):
     from edge_runtime.model.metadata import read_model_metadata
@@ -141,8 +146,7 @@ def test_edge_convert_stores_the_audio_parameters_and_verifies_on_wavs(tone_mode
     output = tmp_path / "tones.tflite"
     code, stdout, stderr = convert(
         tone_model / "tones.keras", "-o", output, "--quantize", "int8",
-        "--sample-rate", RATE, "--window", RATE // 2, "--features", "log-mel", "--n-fft", 256,
-        "--win-length", 200, "--hop-length", 100, "--n-mels", 16, "--mean", -4, "--std", 4,
+        *FEATURES,
         "--calibration-data", tone_model / "calib", "--validation-data", tone_model / "val",
         "--max-accuracy-drop", "0.05", "--no-progress")
     assert code == 0, stderr
@@ -175,8 +179,7 @@ def test_without_data_agreement_is_measured_on_noise_through_the_features(tone_m
     output = tmp_path / "tones_dynamic.tflite"
     code, stdout, stderr = convert(
         tone_model / "tones.keras", "-o", output, "--quantize", "dynamic",
-        "--sample-rate", RATE, "--window", RATE // 2, "--features", "log-mel", "--n-fft", 256,
-        "--win-length", 200, "--hop-length", 100, "--n-mels", 16, "--mean", -4, "--std", 4,
+        *FEATURES,
         "--no-progress")
     assert code == 0, stderr
     assert "agreement measured on 32 random inputs" in stdout

@@ -22,6 +22,7 @@ from edge_runtime.supervision.fault_injection import (
     Faults,
     InjectedFault,
 )
+from test_cascade import SHAPE_STAGE as STAGE
 from test_detection_daemon import SCHEMA, SHAPES_MODEL, draw_scenes
 from test_notify_daemon import PING_INTERVAL, listener, ping, status  # noqa: F401 (fixture)
 
@@ -94,18 +95,6 @@ def test_a_fault_survives_the_pipelines_model_reload_and_clears(tmp_path, mosqui
 
 
 # -- a stage's model ---------------------------------------------------------------------------------
-
-STAGE = f"""
-[[pipelines.stages]]
-name = "shape"                 # the detector again, on a crop around each box
-[pipelines.stages.model]
-path = "{SHAPES_MODEL}"
-threads = 1
-[pipelines.stages.crop]
-margin = 1.0
-square = true
-edge = "pad"
-"""
 
 
 def test_a_failing_stage_marks_its_detections_and_recovers_by_reload(tmp_path, mosquitto,
