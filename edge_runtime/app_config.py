@@ -8,15 +8,17 @@ config file (`run`, `check`, tests, benches) calls `load_config` here.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Mapping
 
 from edge_runtime.config import loader
 from edge_runtime.config.schema import AppConfig
 from edge_runtime.sources.registry import SOURCES
 
 
-def source_options() -> dict[str, type]:
-    """Each source `type` and its options dataclass, from the source registry."""
-    return {name: plugin.options for name, plugin in SOURCES.items()}
+def source_options() -> Mapping[str, type]:
+    """Each source `type` and its options dataclass, from the source registry (a source's module
+    is imported only when the config names its type)."""
+    return SOURCES.mapped(lambda plugin: plugin.options)
 
 
 def load_config(path: Path | str) -> AppConfig:

@@ -45,8 +45,9 @@ runpy.run_module("edge_runtime", run_name="__main__", alter_sys=True)
 '''
 
 
-def test_the_daemon_on_the_digits_example_never_imports_tensorflow(
-        tmp_path: Path, mosquitto: Broker) -> None:
+def run_digits_watched(tmp_path: Path, mosquitto: Broker) -> tuple[str, list[str]]:
+    """The daemon on the digits example under the watcher: (watched import attempts, the
+    modules loaded at exit)."""
     example = EXAMPLES / "digits"
     for name in ("samples", "digits_int8.tflite"):  # the example's relative paths keep working
         (tmp_path / name).symlink_to(example / name)
@@ -68,9 +69,13 @@ def test_the_daemon_on_the_digits_example_never_imports_tensorflow(
         results.close()
     body = json.loads(results.on("edge/demo/digits/result")[0])
     assert body["classes"], body  # the model ran and answered
+    return (record.read_text(encoding="utf-8"),
+            (tmp_path / "imports.txt.modules").read_text(encoding="utf-8").split())
 
-    attempts = record.read_text(encoding="utf-8")
-    modules = (tmp_path / "imports.txt.modules").read_text(encoding="utf-8").split()
+
+def test_the_daemon_on_the_digits_example_never_imports_tensorflow(
+        tmp_path: Path, mosquitto: Broker) -> None:
+    attempts, modules = run_digits_watched(tmp_path, mosquitto)
     # The watcher saw the daemon's imports: the runtime it did load is there.
     assert "IMPORT ai_edge_litert" in attempts and "ai_edge_litert" in modules
     # The converter-only frameworks: an attempt is written down even where one is not installed.
@@ -78,6 +83,26 @@ def test_the_daemon_on_the_digits_example_never_imports_tensorflow(
         assert f"IMPORT {framework}\n" not in attempts and f"IMPORT {framework}." not in attempts, \
             attempts
     assert [m for m in modules if m.split(".")[0] in FRAMEWORKS] == []
+
+
+# Plugins the digits example (an `images` source, a classifier) does not name: the registries
+# import a plugin's module only when a config asks for it (plugin_registry.py; memory, goal 5).
+UNUSED_PLUGINS = (
+    "edge_runtime.sources.video", "edge_runtime.sources.stream",
+    "edge_runtime.sources.mqtt_source", "edge_runtime.sources.serial_source",
+    "edge_runtime.sources.command_source", "edge_runtime.sources.csv_source",
+    "edge_runtime.postprocessing.detection", "edge_runtime.postprocessing.regression",
+)
+
+
+def test_the_daemon_imports_only_the_plugins_its_config_names(
+        tmp_path: Path, mosquitto: Broker) -> None:
+    _, modules = run_digits_watched(tmp_path, mosquitto)
+    # the ones it runs are loaded (the dump is real) ...
+    assert {"edge_runtime.sources.images", "edge_runtime.postprocessing.classification"} \
+        <= set(modules)
+    # ... and no other source or task
+    assert [m for m in modules if m.startswith(UNUSED_PLUGINS)] == []
 
 
 def test_tensorflow_is_refused_as_a_runtime(tmp_path: Path) -> None:

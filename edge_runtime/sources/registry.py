@@ -1,8 +1,10 @@
 """Every source plugin, registered in one place: `type` key -> (options dataclass, class).
 
 The options dataclass is validated from `[pipelines.source]` and declares what the source is
-(`traits()`, base.py); the class reads the frames. Adding a source is its module plus one line
-here.
+(`traits()`, base.py); the class reads the frames. Adding a source is its module plus one
+loader here. A loader imports its module only when a config names that type
+(plugin_registry.py): an `images` pipeline never loads OpenCV's video side, paho's source
+client, pyserial or subprocess handling.
 """
 
 from __future__ import annotations
@@ -10,14 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from edge_runtime.plugin_registry import PluginRegistry
 from edge_runtime.sources.base import Source, SourceContext, SourceOptions
-from edge_runtime.sources.command_source import CommandOptions, CommandSource
-from edge_runtime.sources.csv_source import CsvOptions, CsvSource
-from edge_runtime.sources.images import ImagesOptions, ImagesSource
-from edge_runtime.sources.mqtt_source import MqttSource, MqttSourceOptions
-from edge_runtime.sources.serial_source import SerialOptions, SerialSource
-from edge_runtime.sources.stream import StreamOptions, StreamSource
-from edge_runtime.sources.video import CameraOptions, CameraSource, VideoOptions, VideoSource
 
 
 @dataclass(frozen=True)
@@ -26,13 +22,53 @@ class SourcePlugin:
     create: Callable[[Any, SourceContext], Source]
 
 
-SOURCES: dict[str, SourcePlugin] = {
-    "images": SourcePlugin(ImagesOptions, ImagesSource),
-    "video": SourcePlugin(VideoOptions, VideoSource),
-    "camera": SourcePlugin(CameraOptions, CameraSource),
-    "stream": SourcePlugin(StreamOptions, StreamSource),
-    "csv": SourcePlugin(CsvOptions, CsvSource),
-    "mqtt": SourcePlugin(MqttSourceOptions, MqttSource),
-    "serial": SourcePlugin(SerialOptions, SerialSource),
-    "command": SourcePlugin(CommandOptions, CommandSource),
-}
+def _images() -> SourcePlugin:
+    from edge_runtime.sources.images import ImagesOptions, ImagesSource
+    return SourcePlugin(ImagesOptions, ImagesSource)
+
+
+def _video() -> SourcePlugin:
+    from edge_runtime.sources.video import VideoOptions, VideoSource
+    return SourcePlugin(VideoOptions, VideoSource)
+
+
+def _camera() -> SourcePlugin:
+    from edge_runtime.sources.video import CameraOptions, CameraSource
+    return SourcePlugin(CameraOptions, CameraSource)
+
+
+def _stream() -> SourcePlugin:
+    from edge_runtime.sources.stream import StreamOptions, StreamSource
+    return SourcePlugin(StreamOptions, StreamSource)
+
+
+def _csv() -> SourcePlugin:
+    from edge_runtime.sources.csv_source import CsvOptions, CsvSource
+    return SourcePlugin(CsvOptions, CsvSource)
+
+
+def _mqtt() -> SourcePlugin:
+    from edge_runtime.sources.mqtt_source import MqttSource, MqttSourceOptions
+    return SourcePlugin(MqttSourceOptions, MqttSource)
+
+
+def _serial() -> SourcePlugin:
+    from edge_runtime.sources.serial_source import SerialOptions, SerialSource
+    return SourcePlugin(SerialOptions, SerialSource)
+
+
+def _command() -> SourcePlugin:
+    from edge_runtime.sources.command_source import CommandOptions, CommandSource
+    return SourcePlugin(CommandOptions, CommandSource)
+
+
+SOURCES: PluginRegistry[SourcePlugin] = PluginRegistry({
+    "images": _images,
+    "video": _video,
+    "camera": _camera,
+    "stream": _stream,
+    "csv": _csv,
+    "mqtt": _mqtt,
+    "serial": _serial,
+    "command": _command,
+})
