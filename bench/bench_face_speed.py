@@ -23,6 +23,7 @@ led 240 against 146 frames/s when this bench was written: keep that lead).
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -57,7 +58,8 @@ def mediapipe_rate(video: Path, frames: int) -> tuple[float, int]:
     return rate, faces
 
 
-def daemon_config(path: Path, port: int, model: Path, video: Path, threads: int | str) -> Path:
+def daemon_config(path: Path, port: int, model: Path, video: Path, threads: int | str,
+                  cpus: tuple[int, ...] = ()) -> Path:
     labels = path.parent / "face-labels.txt"
     labels.write_text("face\n")
     path.write_text(
@@ -65,6 +67,7 @@ def daemon_config(path: Path, port: int, model: Path, video: Path, threads: int 
         f'[[pipelines]]\nname = "bench"\n'
         f'[pipelines.source]\ntype = "video"\npath = "{video}"\nloop = true\n'
         f'[pipelines.model]\npath = "{model}"\nthreads = {threads!r}\n'.replace("'", '"')
+        + (f"cpus = {list(cpus)}\n" if cpus else "")
         + SHORT_RANGE.format(labels=labels, nms="weighted", resize="letterbox"))
     return path
 
@@ -77,6 +80,8 @@ def main() -> int:
     parser.add_argument("--threads", default="1", help="the daemon's interpreter threads, or auto")
     parser.add_argument("--before", type=Path, default=None,
                         help="another checkout whose daemon also runs each round (A/B)")
+    parser.add_argument("--cpus", action="store_true", help="also run the daemon with "
+                        "[pipelines.model] cpus = [<last CPU>] each round (an own CPU)")
     args = parser.parse_args()
     if not args.video.is_file():
         print(f"no {args.video}: run deploy/sample-videos.sh (Debian's opencv-doc)")
@@ -88,20 +93,26 @@ def main() -> int:
     theirs: list[float] = []
     ours: list[float] = []
     before: list[float] = []
+    pinned: list[float] = []
+    own_cpu = sorted(os.sched_getaffinity(0))[-1]
     with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = daemon_config(Path(tmp) / "faces.toml", broker.port, model, args.video, threads)
+        pinned_config = daemon_config(Path(tmp) / "pinned.toml", broker.port, model, args.video,
+                                      threads, (own_cpu,))
         for round_ in range(1, args.rounds + 1):
             mp_rate, faces = mediapipe_rate(args.video, args.frames)
-            trees = [("daemon", REPO)] + ([("before", args.before)] if args.before else [])
+            trees = [("daemon", REPO, config)]
+            trees += [("before", args.before, config)] if args.before else []
+            trees += [(f"cpus=[{own_cpu}]", REPO, pinned_config)] if args.cpus else []
             if round_ % 2 == 0:  # alternate which tree runs right after MediaPipe
                 trees.reverse()
             theirs.append(mp_rate)
             print(f"round {round_}: MediaPipe {mp_rate:6.1f} frames/s ({faces} frames with a "
                   f"face)", flush=True)
-            for label, tree in trees:
-                run = run_daemon(config, broker.port, args.frames, stop_after=args.frames,
+            for label, tree, path in trees:
+                run = run_daemon(path, broker.port, args.frames, stop_after=args.frames,
                                  pythonpath=tree)
-                (ours if label == "daemon" else before).append(run.rate)
+                {"daemon": ours, "before": before}.get(label, pinned).append(run.rate)
                 print(f"         {label} {run.rate:6.1f} results/s ({run.results} results, exit "
                       f"{run.exit_code})  {label} / MediaPipe {run.rate / mp_rate:.2f}")
                 cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms_per_result().items()
@@ -118,6 +129,10 @@ def main() -> int:
         print(f"before ({args.before}): {statistics.median(before):.1f} results/s, before / "
               f"MediaPipe {old:.2f}; this tree / before (median per round) "
               f"{statistics.median(o / b for o, b in zip(ours, before)):.2f}")
+    if pinned:
+        print(f"cpus = [{own_cpu}]: {statistics.median(pinned):.1f} results/s, / MediaPipe "
+              f"{statistics.median(p / t for p, t in zip(pinned, theirs)):.2f}; own CPU / "
+              f"daemon (median per round) {statistics.median(p / o for p, o in zip(pinned, ours)):.2f}")
     print("target: daemon / MediaPipe > 1 (the lead measured when this bench was written: 1.64)")
     return 0
 

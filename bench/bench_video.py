@@ -16,12 +16,15 @@ CPU / core wait / stalled, and ms per gap between invokes, by cause).
 `--load N` runs N busy-looping processes (one Python `while True` each, nice 0) for the whole
 run, so every measurement, the limits included, shares the cores with them.
 `--daemon-threads auto` runs (b) with `threads = "auto"` against the fixed-count limits.
+`--cpus` adds (c) each round: the daemon again with `[pipelines.model] cpus = [<last CPU>]`
+(its inference thread on a CPU of its own, every other thread on the rest), beside (b).
 """
 
 from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import statistics
 import sys
 import tempfile
@@ -73,35 +76,54 @@ def describe_interpreter(entry: dict[str, Any]) -> str:
 
 
 def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, rounds: int,
-            results: int, pythonpath: Path) -> dict[str, Any]:
+            results: int, pythonpath: Path, pinned: bool = False) -> dict[str, Any]:
     rates: dict[str, list[float]] = {"a": [], "b": [], "f": [], "b/a": [], "b/f": []}
+    if pinned:
+        rates.update({"c": [], "c/a": [], "c/f": []})
     interp: list[dict[str, Any]] = []
     print(f"--- interpreter threads: {threads}"
           + (f" (daemon: threads = {daemon_threads!r})" if daemon_threads != threads else ""))
     with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp) / "bench.toml", broker.port, {
+        pipeline = {
             "source": {"type": "video", "path": str(video), "loop": True},
             "model": {"path": str(model), "threads": daemon_threads},
             "postprocess": {"task": "classification"},
-        })
+        }
+        config = write_config(Path(tmp) / "bench.toml", broker.port, pipeline)
+        own_cpu = sorted(os.sched_getaffinity(0))[-1]
+        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port, {
+            **pipeline, "model": {**pipeline["model"], "cpus": [own_cpu]}})
         for round_ in range(1, rounds + 1):
             a = invoke_rate(model, threads)[0]
             auto = daemon_threads == "auto"
             # auto: ~4 s of trials first; the rate is taken over the last `results` results
             total = results * 3 if auto else results
-            b = run_daemon(config, broker.port, total, stop_after=total, pythonpath=pythonpath)
-            if auto:
-                b.rate = b.tail_rate(results)
+            # with --cpus, (b) and (c) take turns at going first
+            order = [config, pinned_config] if pinned else [config]
+            runs = {}
+            for path in order if round_ % 2 else order[::-1]:
+                runs[path] = run_daemon(path, broker.port, total, stop_after=total,
+                                        pythonpath=pythonpath)
+                if auto:
+                    runs[path].rate = runs[path].tail_rate(results)
+            b, c = runs[config], runs.get(pinned_config)
             f, paced = invoke_beside_input(model, threads, video_source(video), rate=b.rate)
             for key, value in (("a", a), ("b", b.rate), ("f", f), ("b/a", b.rate / a),
                                ("b/f", b.rate / f)):
                 rates[key].append(value)
+            if c is not None:
+                for key, value in (("c", c.rate), ("c/a", c.rate / a), ("c/f", c.rate / f)):
+                    rates[key].append(value)
             interp.append(b.interpreter())
             print(f"round {round_}: (a) {a:6.1f}/s  (b) {b.rate:6.1f}/s  (f) {f:6.1f}/s "
                   f"[input beside it at {paced:5.1f}/s]  b/a {b.rate / a:.3f}  "
                   f"b/f {b.rate / f:.3f}  ({b.results} results, exit {b.exit_code}, "
                   f"peak RSS {b.peak_rss_mb:.0f} MB)")
             print(f"         daemon interpreter: {describe_interpreter(interp[-1])}")
+            if c is not None:
+                print(f"         (c) cpus = [{own_cpu}]: {c.rate:6.1f}/s  c/a {c.rate / a:.3f}  "
+                      f"c/f {c.rate / f:.3f}; interpreter: "
+                      f"{describe_interpreter(c.interpreter())}")
             entry = b.stats.get("pipelines", {}).get("bench", {})
             if auto:
                 print(f"         daemon threads: {entry.get('threads')} "
@@ -110,7 +132,8 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
     summary["threads"] = threads
     print(f"median of {rounds}: (a) {summary['a']:.1f}/s  (b) {summary['b']:.1f}/s  "
           f"(f) {summary['f']:.1f}/s  b/a {summary['b/a']:.3f}  b/f {summary['b/f']:.3f} "
-          "(targets >= 0.95)")
+          "(targets >= 0.95)" + (f"; (c) {summary['c']:.1f}/s  c/a {summary['c/a']:.3f}  "
+                                 f"c/f {summary['c/f']:.3f}" if pinned else ""))
     return summary
 
 
@@ -124,6 +147,8 @@ def main() -> int:
     parser.add_argument("--load", type=int, default=0, help="busy-looping processes beside")
     parser.add_argument("--model", type=Path, default=None, help="default: MobileNetV2 float32")
     parser.add_argument("--video", type=Path, default=None, help="default: 720x528 MPEG-4")
+    parser.add_argument("--cpus", action="store_true",
+                        help="also run the daemon with its inference thread on a CPU of its own")
     parser.add_argument("--daemon-path", type=Path, default=REPO,
                         help="checkout whose edge_runtime runs (b) (default: this one)")
     args = parser.parse_args()
@@ -133,13 +158,15 @@ def main() -> int:
           f"{cpu_summary()}")
     with Load(args.load):
         summaries = [measure(t, args.daemon_threads or t, model, video, args.rounds,
-                             args.results, args.daemon_path) for t in args.threads]
+                             args.results, args.daemon_path, args.cpus) for t in args.threads]
         print(f"at the end: {cpu_summary()}")
     print("threads | (a) invoke/s | (b) daemon/s | (f) invoke beside input at (b)'s rate/s "
           "| b/a | b/f")
     for s in summaries:
         print(f"{s['threads']:7d} | {s['a']:12.1f} | {s['b']:12.1f} | {s['f']:38.1f} | "
-              f"{s['b/a']:.2f} | {s['b/f']:.2f}")
+              f"{s['b/a']:.2f} | {s['b/f']:.2f}"
+              + (f"   (c) own CPU {s['c']:.1f}/s: c/a {s['c/a']:.2f} | c/f {s['c/f']:.2f}"
+                 if "c" in s else ""))
     return 0
 
 

@@ -124,7 +124,7 @@ class Counter:
 class DaemonRun:
     rate: float
     results: int
-    peak_rss_mb: float
+    peak_rss_mb: float  # VmHWM: the kernel's own peak of the resident set
     timings: dict[str, list[float]] = field(default_factory=dict)
     exit_code: int = 0
     # CPU seconds per thread name (the daemon names its threads for the kernel), last sample
@@ -132,6 +132,9 @@ class DaemonRun:
     stats: dict[str, Any] = field(default_factory=dict)  # the last retained stats message
     first_result_s: float = 0.0  # from process start to the first result received
     arrivals: list[float] = field(default_factory=list)  # perf_counter() of each result
+    # the resident set at the largest sample, by kind: anonymous (heap, buffers, the model's
+    # bytes) and file-backed (mapped libraries; this part depends on the page cache, memory_note)
+    rss_split_mb: dict[str, float] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)  # the topic of each result, in arrival order
 
     def tail_rate(self, count: int) -> float:
@@ -186,12 +189,15 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
     started = time.perf_counter()
     process = subprocess.Popen([sys.executable, "-m", "edge_runtime", "--log-level", "warning",
                                 "run", "--config", str(config)], env=env, cwd=pythonpath)
-    peak = 0.0
+    peak: dict[str, float] = {}
     ticks: dict[str, tuple[str, int]] = {}  # thread id -> (name, CPU ticks at the last sample)
     try:
         deadline = time.monotonic() + timeout
         while process.poll() is None and time.monotonic() < deadline:
-            peak = max(peak, rss_mb(process.pid))
+            sample = memory_mb(process.pid)
+            if sample.get("VmRSS", 0.0) >= peak.get("VmRSS", 0.0):
+                peak = sample
+            peak["VmHWM"] = max(peak.get("VmHWM", 0.0), sample.get("VmHWM", 0.0))
             ticks.update(thread_ticks(process.pid))
             if stop_after and len(counter.times) >= stop_after:
                 process.send_signal(signal.SIGTERM)
@@ -209,8 +215,10 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
         cpu[name] = cpu.get(name, 0.0) + count / os.sysconf("SC_CLK_TCK")
     stats = json.loads(counter.last[stats_topic]) if stats_topic in counter.last else {}
     first = counter.times[0] - started if counter.times else 0.0
-    return DaemonRun(counter.rate(), len(counter.times), peak, counter.timings(), code, cpu,
-                     stats, first, list(counter.times), list(counter.topics))
+    split = {kind: peak.get(key, 0.0) for kind, key in (("anon", "RssAnon"), ("file", "RssFile"))}
+    return DaemonRun(counter.rate(), len(counter.times), peak.get("VmHWM", 0.0),
+                     counter.timings(), code, cpu, stats, first, list(counter.times),
+                     topics=list(counter.topics), rss_split_mb=split)
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
@@ -230,14 +238,50 @@ def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
     return out
 
 
-def rss_mb(pid: int) -> float:
+MEMORY_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
+
+
+def memory_mb(pid: int | str = "self") -> dict[str, float]:
+    """VmHWM, VmRSS, RssAnon and RssFile of `pid` in MB, from /proc (empty once it has ended)."""
+    out = {}
     try:
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
+            key, _, value = line.partition(":")
+            if key in MEMORY_KEYS:
+                out[key] = int(value.split()[0]) / 1024
     except OSError:
         pass
-    return 0.0
+    return out
+
+
+def evict_from_page_cache(paths: Sequence[Path]) -> int:
+    """Drop the page cache's copy of each file (posix_fadvise DONTNEED; pages some process has
+    mapped stay). What a file-backed mapping adds to a process's RSS depends on how its pages
+    came into the cache: a library pip has just written sits in large folios, and the kernel
+    maps a whole folio at a fault (seen here: OpenCV's cv2.abi3.so 21 MB resident just after
+    `pip install`, 6 MB once read back from disk). Evicting first measures every process in the
+    state a device is in after a reboot. Returns the number of files evicted."""
+    count = 0
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            os.posix_fadvise(fd, 0, 0, os.POSIX_FADV_DONTNEED)
+            count += 1
+        finally:
+            os.close(fd)
+    return count
+
+
+def runtime_libraries() -> list[Path]:
+    """The shared libraries a daemon or script of this Python may map: every `.so` under its
+    site-packages, the standard library's extension modules and libpython."""
+    roots = {Path(p) for p in sys.path if p.endswith(("site-packages", "lib-dynload"))}
+    libs = [lib for root in roots for lib in root.rglob("*.so*") if lib.is_file()]
+    libdir = Path(sys.base_prefix) / "lib"
+    return libs + [lib for lib in libdir.glob("libpython*.so*") if lib.is_file()]
 
 
 def percentiles(values: Sequence[float]) -> str:

@@ -175,6 +175,7 @@ def cmd_ha_remove(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from edge_runtime.daemon import Daemon, prepare
     from edge_runtime.publishing.outbox import OutboxInUse, claim, configured_outbox_path
+    from edge_runtime.supervision.cpus import keep_off
 
     try:
         app = _load_config(args)
@@ -188,6 +189,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         logger.error("%s", exc)
         return EXIT_FAILURE
     with owner:
+        # Before any model loads or thread starts, so that all of them inherit it: the daemon
+        # keeps off the CPUs pipelines have to themselves (model.cpus, supervision/cpus.py).
+        keep_off({cpu for pipeline in app.pipelines for cpu in pipeline.model.cpus})
         try:
             parts = prepare(app)
         except ConfigError as exc:

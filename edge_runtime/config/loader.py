@@ -25,6 +25,7 @@ from edge_runtime.config.schema import (
     PublishConfig,
     RetryConfig,
     StatsConfig,
+    available_cpus,
     topic_safe,
 )
 from edge_runtime.config.cascade import parse_escalate, parse_model_spec, parse_stages
@@ -80,10 +81,31 @@ def parse_config(doc: dict[str, Any], ctx: Context, sources: SourceOptions) -> A
             raise ctx.error(f"pipelines[{index}].name", f"duplicate pipeline name {pipeline.name!r}")
         names.add(pipeline.name)
         pipelines.append(pipeline)
+    _check_dedicated_cpus(pipelines, ctx)
     homeassistant = parse_homeassistant(doc["homeassistant"], ctx) if "homeassistant" in doc \
         else None
     return AppConfig(ctx.file, ctx.base_dir, device, mqtt, tuple(pipelines), logging=logging_config,
                      outbox=outbox, stats=stats, retry=retry, homeassistant=homeassistant)
+
+
+def _check_dedicated_cpus(pipelines: list[PipelineConfig], ctx: Context) -> None:
+    """`model.cpus`: the pipelines' own model only (a stage or escalation model runs on the
+    publish thread), and at least one CPU left for the daemon's other threads."""
+    dedicated: set[int] = set()
+    for pipeline in pipelines:
+        key = f"pipelines[{pipeline.index}]"
+        models = [(f"{key}.stages[{i}].model", s.model) for i, s in enumerate(pipeline.stages)]
+        if pipeline.escalate is not None:
+            models.append((f"{key}.escalate.model", pipeline.escalate.model))
+        for model_key, model in models:
+            if model.cpus:
+                raise ctx.error(f"{model_key}.cpus", "only the pipeline's own [pipelines.model] "
+                                "takes cpus (this model runs on the pipeline's publish thread)")
+        dedicated.update(pipeline.model.cpus)
+        if pipeline.model.cpus and dedicated >= available_cpus():
+            raise ctx.error(f"{key}.model.cpus",
+                            f"the pipelines' cpus ({sorted(dedicated)}) leave no CPU for the "
+                            f"daemon's other threads (available: {sorted(available_cpus())})")
 
 
 def _check_files(mqtt: MqttConfig, ctx: Context) -> None:

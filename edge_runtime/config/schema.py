@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import socket
 from dataclasses import dataclass, field
@@ -64,6 +65,23 @@ class MqttConfig:
 
     def client_id_for(self, device_id: str) -> str:
         return self.client_id or f"edge-runtime-{device_id}"
+
+
+def available_cpus() -> frozenset[int]:
+    """The CPUs this process may run on (its affinity: a container or `taskset` may narrow it)."""
+    if hasattr(os, "sched_getaffinity"):
+        return frozenset(os.sched_getaffinity(0))
+    return frozenset(range(os.cpu_count() or 1))
+
+
+def _cpus_check(cpus: tuple[int, ...]) -> str | None:
+    if len(set(cpus)) != len(cpus):
+        return f"lists a CPU twice: {list(cpus)}"
+    missing = sorted(set(cpus) - available_cpus())
+    if missing:
+        return (f"CPU {missing[0]} is not one this process may run on "
+                f"(available: {sorted(available_cpus())})")
+    return None
 
 
 def _threads_check() -> dict[str, Any]:
@@ -139,6 +157,9 @@ class ModelConfig:
     runtime: Literal["auto", "ai-edge-litert", "tflite-runtime"] = "auto"
     # "edgetpu" or a delegate library path; unavailable -> CPU (logged, shown in stats)
     delegate: str | None = None
+    # CPUs of the pipeline's own: its inference thread (and the interpreter's workers) run only
+    # there, and every other thread of the daemon runs on the rest (supervision/cpus.py)
+    cpus: tuple[int, ...] = field(default=(), metadata={"check": _cpus_check})
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,7 @@ from edge_runtime.pipeline.stages import END, Job, Stages, give, take
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.supervision.backoff import Backoff
+from edge_runtime.supervision.cpus import run_on
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
 from edge_runtime.supervision.waiting import wait_beating
@@ -49,7 +50,8 @@ class InferenceStage:
         stats.threads = parts.model.threads
         self._tuner: ThreadTuner | None = None
         if parts.config.model.threads == AUTO and parts.delegate == CPU:
-            self._tuner = ThreadTuner(candidate_counts())
+            # with CPUs of its own, more threads than those CPUs would only take turns
+            self._tuner = ThreadTuner(candidate_counts(len(parts.config.model.cpus) or None))
             stats.threads_auto = self._tuner.report
 
     def run(self, stages: Stages, slot: FrameSlot, preparer: Preparer,
@@ -59,6 +61,7 @@ class InferenceStage:
         beat = heartbeats.register(f"inference-{self.name}")
         backoff = Backoff(self._retry.min_delay, self._retry.max_delay)
         stats = self._stats
+        self._move_to_own_cpus()
         meter = self.meter
         meter.bind_thread()
         inline_job = stages.free.get() if inline else None
@@ -124,6 +127,19 @@ class InferenceStage:
             stats.model_state = "stopped" if stop.is_set() else "finished"
             give(stages.inferred, END, beat)
             heartbeats.unregister(f"inference-{self.name}")
+
+    def _move_to_own_cpus(self) -> None:
+        """`model.cpus`: this thread runs there (supervision/cpus.py); an interpreter with
+        worker threads is re-created here so that they run there too."""
+        cpus = self.parts.config.model.cpus
+        if not cpus:
+            return
+        run_on(cpus)
+        model = self.parts.model
+        if model.threads > 1 and self.parts.delegate == CPU:
+            model.set_threads(model.threads)
+        logger.info("pipeline %s: inference on CPU(s) %s", self.name,
+                    ",".join(str(c) for c in sorted(cpus)))
 
     def _infer(self, job: Job) -> None:
         parts = self.parts

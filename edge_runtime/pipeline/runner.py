@@ -72,7 +72,7 @@ class PipelineRunner:
         self.name = parts.config.name
         self._heartbeats = heartbeats
         self._stop = threading.Event()
-        self.stats = PipelineStats(delegate=parts.delegate)
+        self.stats = PipelineStats(delegate=parts.delegate, cpus=tuple(parts.config.model.cpus))
         source = parts.make_source()
         traits = parts.source
         windowed = traits.kind.windowed

@@ -40,6 +40,7 @@ class PipelineStats:
     delegate: str = "cpu"  # inference (at a reload): what the model runs on, e.g. "cpu (edgetpu unavailable)"
     threads: int = 1  # inference: the interpreter's thread count now
     threads_auto: TunerReport | None = None  # inference: with threads = "auto", what it measured
+    cpus: tuple[int, ...] = ()  # once: the CPUs the inference thread has to itself (model.cpus)
     cascade: CascadeStats = field(default_factory=CascadeStats)  # publish: escalations, stages
     started: float = field(default_factory=time.monotonic)  # once: before any thread runs
 

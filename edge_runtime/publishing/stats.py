@@ -77,6 +77,8 @@ class StatsReporter:
                 "interpreter": runner.meter.snapshot().to_dict(),
                 "threads": int(stats.threads),
             }
+            if stats.cpus:  # [pipelines.model] cpus: the inference thread's own CPUs
+                pipelines[runner.name]["cpus"] = [int(cpu) for cpu in stats.cpus]
             if stats.threads_auto is not None:  # threads = "auto": chosen and measured rates
                 pipelines[runner.name]["threads_auto"] = stats.threads_auto.to_dict()
             cascade = getattr(stats, "cascade", None)  # pipeline/cascade.py's CascadeStats

@@ -1,0 +1,128 @@
+"""`[pipelines.model] cpus`: a pipeline's inference thread on CPUs of its own, every other thread
+of the daemon on the rest (supervision/cpus.py). The config checks name the key; a real daemon's
+threads are read from /proc while it runs. What it gains is measured in bench/bench_video.py
+(`--cpus`), not asserted here."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import (DIGITS_INT8, Broker, Subscriber, digits_pipeline,
+                      edge_runtime, wait_until, write_config)
+from edge_runtime.app_config import load_config
+from edge_runtime.config.typed import ConfigError
+
+CPUS = sorted(os.sched_getaffinity(0))
+needs_two = pytest.mark.skipif(len(CPUS) < 2, reason="needs a process allowed on 2 CPUs or more")
+
+
+def config_with(tmp_path: Path, model: dict, broker: Broker | None = None, **source) -> Path:
+    pipeline = digits_pipeline(**source)
+    pipeline["model"].update(model)
+    return write_config(tmp_path / "config.toml", broker, [pipeline])
+
+
+def test_a_cpu_this_process_cannot_use_is_refused_naming_the_key(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pipelines\[0\]\.model\.cpus.*CPU 4096 is not one"):
+        load_config(config_with(tmp_path, {"cpus": [4096]}))
+    with pytest.raises(ConfigError, match=r"pipelines\[0\]\.model\.cpus.*twice"):
+        load_config(config_with(tmp_path, {"cpus": [0, 0]}))
+
+
+def test_every_cpu_taken_leaves_none_for_the_rest_and_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"pipelines\[0\]\.model\.cpus.*leave no CPU"):
+        load_config(config_with(tmp_path, {"cpus": CPUS}))
+
+
+def test_a_stage_model_takes_no_cpus(tmp_path: Path) -> None:
+    config = config_with(tmp_path, {})
+    config.write_text(config.read_text() + "\n".join([
+        "[[pipelines.stages]]", 'name = "again"',
+        "[pipelines.stages.model]", f'path = "{DIGITS_INT8}"', f"cpus = [{CPUS[0]}]", ""]))
+    done = edge_runtime("check", "--config", str(config))
+    assert done.returncode == 2, done.stderr
+    assert "pipelines[0].stages[0].model.cpus" in done.stderr, done.stderr
+
+
+def allowed_cpus(pid: int) -> dict[str, set[int]]:
+    """Each thread's kernel name (and id) -> the CPUs it may run on (Cpus_allowed_list)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            status = (task / "status").read_text()
+        except OSError:
+            continue  # ended meanwhile
+        listed = next(line.split(":", 1)[1].strip() for line in status.splitlines()
+                      if line.startswith("Cpus_allowed_list:"))
+        cpus: set[int] = set()
+        for part in listed.split(","):
+            first, _, last = part.partition("-")
+            cpus.update(range(int(first), int(last or first) + 1))
+        out[f"{name} ({task.name})"] = cpus
+    return out
+
+
+def named(threads: dict[str, set[int]], name: str) -> set[int]:
+    [cpus] = [cpus for key, cpus in threads.items() if key.startswith(f"{name} (")]
+    return cpus
+
+
+@needs_two
+def test_the_inference_thread_has_its_cpu_and_every_other_thread_the_rest(
+        tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
+    own, rest = CPUS[-1], set(CPUS[:-1])
+    config = config_with(tmp_path, {"cpus": [own]}, mosquitto, loop=True, fps=20)
+    stats = Subscriber(mosquitto, ["edge/test-pi/stats"])
+    results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
+        threads = allowed_cpus(daemon.process.pid)
+        assert named(threads, "inference-digit") == {own}, threads  # the kernel keeps 15 bytes
+        for name in ("source-digits", "prepare-digits", "publish-digits", "mqtt-network"):
+            assert named(threads, name) == rest, threads
+        # every other thread too: the main thread, and pools libraries started at import
+        others = {key: cpus for key, cpus in threads.items()
+                  if not key.startswith("inference-digit (")}
+        assert len(others) == len(threads) - 1 and all(c == rest for c in others.values()), threads
+        wait_until(lambda: any(json.loads(m)["pipelines"]["digits"].get("cpus") == [own]
+                               for m in stats.on("edge/test-pi/stats")), 20)
+    finally:
+        stats.close()
+        results.close()
+    assert f"inference on CPU(s) {own}" in daemon.log, daemon.log
+
+
+@needs_two
+def test_without_cpus_every_thread_may_run_anywhere(
+        tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
+    config = config_with(tmp_path, {}, mosquitto, loop=True, fps=20)
+    results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
+        threads = allowed_cpus(daemon.process.pid)
+    finally:
+        results.close()
+    assert all(cpus == set(CPUS) for cpus in threads.values()), threads
+
+
+def test_cpus_with_threads_auto_tries_no_more_threads_than_its_cpus(tmp_path: Path) -> None:
+    from edge_runtime.daemon import prepare
+    from edge_runtime.pipeline.inference_stage import InferenceStage
+    from edge_runtime.pipeline.stats import PipelineStats
+
+    def tried(model: dict) -> list[int]:
+        parts = prepare(load_config(config_with(tmp_path, {"threads": "auto", **model})))[0]
+        stage = InferenceStage("digits", parts, lambda: parts, PipelineStats())
+        assert stage._tuner is not None  # noqa: SLF001 - what the tuner will try
+        return list(stage._tuner.report.rates)  # noqa: SLF001
+
+    assert tried({"cpus": [CPUS[0]]}) == [1]
+    if len(CPUS) >= 2:  # without cpus, as many as this machine has (at most 4)
+        assert len(tried({})) >= 2
