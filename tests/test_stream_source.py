@@ -276,6 +276,8 @@ def test_rtsp_camera_killed_and_back_reconnects_while_another_pipeline_keeps_pub
         server.stop()
     seqs = [r["seq"] for r in sub.json_on("edge/test-pi/porch/result")]
     assert seqs == list(range(len(seqs)))
+    # said when frames come (first connect, reconnect), not at each attempt to open
+    assert daemon.log.count("pipeline porch: source delivering frames") == 2, daemon.log
     assert "rtsp://***@127.0.0.1" in daemon.log
     everything = daemon.log + "".join(p.decode(errors="replace") for _, p, _ in sub.messages)
     assert PASSWORD not in everything

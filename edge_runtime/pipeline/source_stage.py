@@ -62,7 +62,6 @@ class SourceStage:
                     if not is_open:
                         source.open()
                         is_open, delivered = True, False
-                        logger.info("pipeline %s: source open", self.name)
                     frame = source.read()
                 except EndOfStream:
                     logger.info("pipeline %s: source finished", self.name)
@@ -81,6 +80,9 @@ class SourceStage:
                 if frame is None:
                     continue
                 if not delivered:  # the (re)opened source works: start the backoff over
+                    # said here, not at open(): a network camera's open returns before it has
+                    # connected, and a command's before its program has written anything
+                    logger.info("pipeline %s: source delivering frames", self.name)
                     backoff.reset()
                     delivered = True
                     if failed:
