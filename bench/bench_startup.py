@@ -71,6 +71,8 @@ def split(memory: dict[str, float]) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--before", type=Path, default=None,
+                        help="another checkout whose daemon also runs each round (A/B of RSS)")
     parser.add_argument("--no-evict", action="store_true",
                         help="measure with the page cache as found (no eviction before each run)")
     args = parser.parse_args()
@@ -84,6 +86,7 @@ def main() -> int:
     daemon_rss: dict[str, list[float]] = {name: [] for name in cases}
     script_rss: dict[str, list[float]] = {name: [] for name in cases}
     splits: dict[str, list[tuple[dict[str, float], dict[str, float]]]] = {n: [] for n in cases}
+    before_rss: dict[str, list[float]] = {name: [] for name in cases}
     libraries = runtime_libraries()
 
     def evict(model: Path) -> None:
@@ -102,6 +105,13 @@ def main() -> int:
                 count = len([p for p in images.iterdir() if p.suffix in (".png", ".jpg")])
                 evict(model)
                 run = run_daemon(config, broker.port, count)
+                if args.before:
+                    evict(model)
+                    old = run_daemon(config, broker.port, count, pythonpath=args.before)
+                    before_rss[name].append(old.peak_rss_mb)
+                    print(f"         before ({args.before}): peak RSS {old.peak_rss_mb:.1f} MB "
+                          f"({split(old.rss_split_mb)}); this tree {run.peak_rss_mb:.1f} MB",
+                          flush=True)
                 evict(model)
                 script, script_split = interpreter_only_rss(model)
                 firsts[name].append(run.first_result_s)
@@ -122,6 +132,12 @@ def main() -> int:
         print(f"{name} | {statistics.median(firsts[name]):.2f} | "
               f"{statistics.median(daemon_rss[name]):.1f} | {statistics.median(script_rss[name]):.1f}"
               f" | {statistics.median(diffs):+.1f} | {anon:+.1f} + {file:+.1f}")
+    if args.before:
+        for name in cases:
+            saved = statistics.median(b - d for b, d in zip(before_rss[name], daemon_rss[name]))
+            print(f"{name}: before {statistics.median(before_rss[name]):.1f} MB, this tree "
+                  f"{statistics.median(daemon_rss[name]):.1f} MB: {saved:.1f} MB less "
+                  "(median per round)")
     print("targets: first result < 2 s; daemon RSS <= interpreter-only + 40 MB")
     return 0
 
