@@ -19,6 +19,7 @@ The first run builds MobileNetV2 (random weights, needs TensorFlow) into bench/.
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import statistics
 import sys
@@ -76,22 +77,31 @@ def interpreter_busy(invoke_ms: list[float], rate: float) -> float:
 
 
 def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rounds: int,
-            daemon_path: Path) -> dict[str, float]:
+            daemon_path: Path, pinned: bool = False) -> dict[str, float]:
     # The machine may be shared: the measurements alternate for `rounds` rounds and the median
     # of each is reported, so a busy moment cannot favour one of them.
-    rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "e": []}
+    rates: dict[str, list[float]] = {"a": [], "b": [], "c": [], "d": [], "e": [], "p": []}
     busy: dict[str, list[float]] = {"b": [], "c": []}
     complete = True
     print(f"--- interpreter threads: {threads}")
     with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
-        config = write_config(Path(tmp) / "bench.toml", broker.port, {
+        pipeline = {
             "source": {"type": "images", "path": str(frames_dir), "fps": 0},
             "model": {"path": str(model), "threads": threads},
             "postprocess": {"task": "classification"},
-        })
+        }
+        config = write_config(Path(tmp) / "bench.toml", broker.port, pipeline)
+        own_cpu = sorted(os.sched_getaffinity(0))[-1]
+        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port, {
+            **pipeline, "model": {**pipeline["model"], "cpus": [own_cpu]}})
         for round_ in range(1, rounds + 1):
             a, invoke_ms = invoke_rate(model, threads)
             b = run_daemon(config, broker.port, len(frames), pythonpath=daemon_path)
+            if pinned:  # (b) again with the inference thread on a CPU of its own
+                p = run_daemon(pinned_config, broker.port, len(frames), pythonpath=daemon_path)
+                rates["p"].append(p.rate)
+                print(f"         (b) with cpus = [{own_cpu}]: {p.rate:6.1f}/s  "
+                      f"{p.rate / b.rate:.3f} of (b)")
             c, naive_ms = naive_loop(model, frames, threads, broker.port)
             d = input_rate(model, images_source(frames_dir))
             e = invoke_beside_input(model, threads, images_source(frames_dir))[0]
@@ -128,10 +138,16 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
         "busy_b": statistics.median(busy["b"]), "busy_c": statistics.median(busy["c"]),
         "complete": complete,
     }
+    if pinned:
+        summary["p/a"] = statistics.median(p / a for a, p in zip(rates["a"], rates["p"]))
+        summary["p/e"] = statistics.median(p / e for e, p in zip(rates["e"], rates["p"]))
     print(f"median of {rounds} rounds: b/a = {summary['b/a']:.3f} (target >= 0.95)   "
           f"b/c = {summary['b/c']:.3f} (target >= 1.3)   b/e = {summary['b/e']:.3f}   "
           f"interpreter busy: daemon "
           f"{summary['busy_b']:.1%}, naive loop {summary['busy_c']:.1%}")
+    if pinned:
+        print(f"with cpus = [{own_cpu}]: {statistics.median(rates['p']):.1f}/s, "
+              f"p/a {summary['p/a']:.3f}, p/e {summary['p/e']:.3f}")
     return summary
 
 
@@ -142,6 +158,8 @@ def main() -> int:
     parser.add_argument("--daemon-path", type=Path, default=REPO,
                         help="checkout whose edge_runtime runs (b) (default: this one)")
     parser.add_argument("--rounds", type=int, default=3, help="alternating rounds (median)")
+    parser.add_argument("--cpus", action="store_true",
+                        help="also run (b) with its inference thread on a CPU of its own")
     parser.add_argument("--model", type=Path, default=None, help="default: MobileNetV2 int8")
     args = parser.parse_args()
 
@@ -149,7 +167,8 @@ def main() -> int:
     frames_dir = build_images()
     frames = sorted(frames_dir.glob("*.jpg"))
     print(f"model {model.name}, {len(frames)} JPEG frames 640x480, {cpu_summary()}")
-    summaries = [measure(threads, model, frames_dir, frames, args.rounds, args.daemon_path)
+    summaries = [measure(threads, model, frames_dir, frames, args.rounds, args.daemon_path,
+                         args.cpus)
                  for threads in args.threads]
     print(f"at the end: {cpu_summary()}")
     print("threads | (a) invoke/s | (b) daemon/s | (c) naive/s | (d) input/s | (e) invoke beside "
