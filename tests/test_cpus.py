@@ -1,13 +1,15 @@
-"""`[pipelines.model] cpus`: a pipeline's inference thread on CPUs of its own, every other thread
-of the daemon on the rest (supervision/cpus.py). The config checks name the key; a real daemon's
-threads are read from /proc while it runs. What it gains is measured in bench/bench_video.py
-(`--cpus`), not asserted here."""
+"""Where the daemon's threads run. `[pipelines.model] cpus`: a pipeline's inference thread on CPUs
+of its own, every other thread of the daemon on the rest (supervision/cpus.py); and, always, every
+thread but the inference threads at SCHED_BATCH (supervision/threads.py). The config checks name
+the key; a real daemon's threads are read from /proc while it runs. What either gains is measured
+in bench/ (`--cpus`; docs/PERFORMANCE.md), not asserted here."""
 
 from __future__ import annotations
 
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -67,9 +69,9 @@ def allowed_cpus(pid: int) -> dict[str, set[int]]:
     return out
 
 
-def named(threads: dict[str, set[int]], name: str) -> set[int]:
-    [cpus] = [cpus for key, cpus in threads.items() if key.startswith(f"{name} (")]
-    return cpus
+def named(threads: dict[str, Any], name: str) -> Any:
+    [value] = [value for key, value in threads.items() if key.startswith(f"{name} (")]
+    return value
 
 
 @needs_two
@@ -96,6 +98,34 @@ def test_the_inference_thread_has_its_cpu_and_every_other_thread_the_rest(
         stats.close()
         results.close()
     assert f"inference on CPU(s) {own}" in daemon.log, daemon.log
+
+
+def scheduling_policies(pid: int) -> dict[str, int]:
+    """Each thread's kernel name (and id) -> its scheduling policy (os.SCHED_*)."""
+    out = {}
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            name = (task / "comm").read_text().strip()
+            out[f"{name} ({task.name})"] = os.sched_getscheduler(int(task.name))
+        except OSError:
+            continue  # ended meanwhile
+    return out
+
+
+def test_helper_threads_run_at_sched_batch_and_the_inference_thread_does_not(
+        tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
+    """A decode or publish that wakes must not push the interpreter off its core."""
+    config = config_with(tmp_path, {}, mosquitto, loop=True, fps=20)
+    results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
+    daemon = start_daemon(config)
+    try:
+        wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
+        policies = scheduling_policies(daemon.process.pid)
+    finally:
+        results.close()
+    assert named(policies, "inference-digit") == os.SCHED_OTHER, policies
+    for name in ("source-digits", "prepare-digits", "publish-digits", "mqtt-network"):
+        assert named(policies, name) == os.SCHED_BATCH, policies
 
 
 @needs_two

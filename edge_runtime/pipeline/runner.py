@@ -100,7 +100,9 @@ class PipelineRunner:
             self._stop, heartbeats)))
         if self.overlap:
             loops.append(("publish", lambda: self._publisher.run(self._stages, heartbeats)))
-        self._threads = [NamedThread(target=loop, name=f"{stage}-{self.name}", daemon=True)
+        # The inference thread keeps the normal policy; the others yield to it (threads.py).
+        self._threads = [NamedThread(target=loop, name=f"{stage}-{self.name}", daemon=True,
+                                     batch=stage != "inference")
                          for stage, loop in loops]
         logger.debug("pipeline %s: threads %s", self.name, ", ".join(t.name for t in self._threads))
 
