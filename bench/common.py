@@ -133,7 +133,7 @@ class DaemonRun:
     first_result_s: float = 0.0  # from process start to the first result received
     arrivals: list[float] = field(default_factory=list)  # perf_counter() of each result
     # the resident set at the largest sample, by kind: anonymous (heap, buffers, the model's
-    # bytes) and file-backed (mapped libraries; this part depends on the page cache, memory_note)
+    # bytes) and file-backed (mapped libraries; this part depends on the page cache: evict_from_page_cache)
     rss_split_mb: dict[str, float] = field(default_factory=dict)
     topics: list[str] = field(default_factory=list)  # the topic of each result, in arrival order
 

@@ -29,7 +29,7 @@ from edge_runtime.pipeline.stages import END, Job, Stages, give, take
 from edge_runtime.pipeline.stats import PipelineStats
 from edge_runtime.preprocessing import PreprocessError
 from edge_runtime.supervision.backoff import Backoff
-from edge_runtime.supervision.cpus import run_on
+from edge_runtime.supervision.cpus import describe, run_on
 from edge_runtime.ratelimit import RateLimitedLogger
 from edge_runtime.supervision.heartbeat import Heartbeat, Heartbeats
 from edge_runtime.supervision.waiting import wait_beating
@@ -138,8 +138,7 @@ class InferenceStage:
         model = self.parts.model
         if model.threads > 1 and self.parts.delegate == CPU:
             model.set_threads(model.threads)
-        logger.info("pipeline %s: inference on CPU(s) %s", self.name,
-                    ",".join(str(c) for c in sorted(cpus)))
+        logger.info("pipeline %s: inference on CPU(s) %s", self.name, describe(cpus))
 
     def _infer(self, job: Job) -> None:
         parts = self.parts

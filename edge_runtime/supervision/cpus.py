@@ -4,8 +4,9 @@ With `cpus = [3]` the pipeline's inference thread runs only on CPU 3, and every 
 the daemon (sources, preprocessing, publishing, MQTT, other pipelines and their interpreters'
 workers) on the remaining CPUs. The interpreter then never waits for a core while a decode or a
 publish takes its own (the meter's `core_wait`, docs/PERFORMANCE.md goal 1) and keeps its caches.
-The process's main thread narrows itself to the remaining CPUs before any model is loaded or any
-thread started, so every thread it makes inherits that; each dedicated inference thread then
+Before any model is loaded or any thread started, every thread of the process (the main thread,
+pools libraries started at import) moves to the remaining CPUs, so every thread made later
+inherits them; each dedicated inference thread then
 moves itself onto its CPUs (Linux affinity is per thread) and, with `threads > 1`, re-creates
 its interpreter there so the workers inherit them too.
 """
