@@ -1,7 +1,7 @@
 """A plugin registry that imports a plugin's module only when the plugin is first asked for.
 
 Each registry (sources/registry.py, postprocessing/registry.py) lists every plugin of its kind in
-one place, each as a small loader function whose body imports the plugin's module. Names,
+one place, each with a loader that imports the plugin's module (importlib). Names,
 `in` and iteration over names import nothing; `registry[name]` imports that one plugin. So a
 daemon running an `images` pipeline with a classifier never imports the video, network-camera,
 serial, MQTT or command sources, nor the detection decoders (memory and start-up time: goal 5 of

@@ -4,7 +4,7 @@ Every module of the daemon and the converter is named in a table row, and every 
 row names exists. A row names a path in backticks; later names in the same cell without a folder
 (`` `publishing/latest.py`, `listeners.py` ``) are in the first one's folder. A registered source
 or task plugin needs no row of its own (the registry rows say so): adding a plugin stays one
-module plus its loader in the registry.
+module plus one registry line.
 """
 
 from __future__ import annotations

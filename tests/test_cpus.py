@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import pytest
 
@@ -50,23 +50,31 @@ def test_a_stage_model_takes_no_cpus(tmp_path: Path) -> None:
     assert "pipelines[0].stages[0].model.cpus" in done.stderr, done.stderr
 
 
-def allowed_cpus(pid: int) -> dict[str, set[int]]:
-    """Each thread's kernel name (and id) -> the CPUs it may run on (Cpus_allowed_list)."""
+def per_thread(pid: int, read: Callable[[Path], Any]) -> dict[str, Any]:
+    """Each thread's kernel name (and id) -> read(its /proc/<pid>/task/<tid> folder)."""
     out = {}
     for task in Path(f"/proc/{pid}/task").iterdir():
         try:
-            name = (task / "comm").read_text().strip()
-            status = (task / "status").read_text()
+            out[f"{(task / 'comm').read_text().strip()} ({task.name})"] = read(task)
         except OSError:
             continue  # ended meanwhile
-        listed = next(line.split(":", 1)[1].strip() for line in status.splitlines()
-                      if line.startswith("Cpus_allowed_list:"))
-        cpus: set[int] = set()
-        for part in listed.split(","):
-            first, _, last = part.partition("-")
-            cpus.update(range(int(first), int(last or first) + 1))
-        out[f"{name} ({task.name})"] = cpus
     return out
+
+
+def allowed_cpus(task: Path) -> set[int]:
+    """The CPUs a thread may run on (Cpus_allowed_list)."""
+    listed = next(line.split(":", 1)[1].strip() for line in (task / "status").read_text()
+                  .splitlines() if line.startswith("Cpus_allowed_list:"))
+    cpus: set[int] = set()
+    for part in listed.split(","):
+        first, _, last = part.partition("-")
+        cpus.update(range(int(first), int(last or first) + 1))
+    return cpus
+
+
+def scheduling_policy(task: Path) -> int:
+    """A thread's scheduling policy (os.SCHED_*)."""
+    return os.sched_getscheduler(int(task.name))
 
 
 def named(threads: dict[str, Any], name: str) -> Any:
@@ -74,17 +82,27 @@ def named(threads: dict[str, Any], name: str) -> Any:
     return value
 
 
-@needs_two
-def test_the_inference_thread_has_its_cpu_and_every_other_thread_the_rest(
-        tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
-    own, rest = CPUS[-1], set(CPUS[:-1])
-    config = config_with(tmp_path, {"cpus": [own]}, mosquitto, loop=True, fps=20)
-    stats = Subscriber(mosquitto, ["edge/test-pi/stats"])
+def threads_once_running(tmp_path: Path, mosquitto: Broker, start_daemon: Callable[..., Any],
+                         model: dict, read: Callable[[Path], Any]) -> tuple[Any, dict[str, Any]]:
+    """Start the daemon on the looping digits, and once a result arrived, read each thread."""
+    config = config_with(tmp_path, model, mosquitto, loop=True, fps=20)
     results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
     daemon = start_daemon(config)
     try:
         wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
-        threads = allowed_cpus(daemon.process.pid)
+        return daemon, per_thread(daemon.process.pid, read)
+    finally:
+        results.close()
+
+
+@needs_two
+def test_the_inference_thread_has_its_cpu_and_every_other_thread_the_rest(
+        tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
+    own, rest = CPUS[-1], set(CPUS[:-1])
+    stats = Subscriber(mosquitto, ["edge/test-pi/stats"])
+    try:
+        daemon, threads = threads_once_running(tmp_path, mosquitto, start_daemon,
+                                               {"cpus": [own]}, allowed_cpus)
         assert named(threads, "inference-digit") == {own}, threads  # the kernel keeps 15 bytes
         for name in ("source-digits", "prepare-digits", "publish-digits", "mqtt-network"):
             assert named(threads, name) == rest, threads
@@ -96,33 +114,13 @@ def test_the_inference_thread_has_its_cpu_and_every_other_thread_the_rest(
                                for m in stats.on("edge/test-pi/stats")), 20)
     finally:
         stats.close()
-        results.close()
     assert f"inference on CPU(s) {own}" in daemon.log, daemon.log
-
-
-def scheduling_policies(pid: int) -> dict[str, int]:
-    """Each thread's kernel name (and id) -> its scheduling policy (os.SCHED_*)."""
-    out = {}
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            name = (task / "comm").read_text().strip()
-            out[f"{name} ({task.name})"] = os.sched_getscheduler(int(task.name))
-        except OSError:
-            continue  # ended meanwhile
-    return out
 
 
 def test_helper_threads_run_at_sched_batch_and_the_inference_thread_does_not(
         tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
     """A decode or publish that wakes must not push the interpreter off its core."""
-    config = config_with(tmp_path, {}, mosquitto, loop=True, fps=20)
-    results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
-    daemon = start_daemon(config)
-    try:
-        wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
-        policies = scheduling_policies(daemon.process.pid)
-    finally:
-        results.close()
+    _, policies = threads_once_running(tmp_path, mosquitto, start_daemon, {}, scheduling_policy)
     assert named(policies, "inference-digit") == os.SCHED_OTHER, policies
     for name in ("source-digits", "prepare-digits", "publish-digits", "mqtt-network"):
         assert named(policies, name) == os.SCHED_BATCH, policies
@@ -131,14 +129,7 @@ def test_helper_threads_run_at_sched_batch_and_the_inference_thread_does_not(
 @needs_two
 def test_without_cpus_every_thread_may_run_anywhere(
         tmp_path: Path, mosquitto: Broker, start_daemon) -> None:
-    config = config_with(tmp_path, {}, mosquitto, loop=True, fps=20)
-    results = Subscriber(mosquitto, ["edge/test-pi/digits/result"])
-    daemon = start_daemon(config)
-    try:
-        wait_until(lambda: results.on("edge/test-pi/digits/result"), 20)
-        threads = allowed_cpus(daemon.process.pid)
-    finally:
-        results.close()
+    _, threads = threads_once_running(tmp_path, mosquitto, start_daemon, {}, allowed_cpus)
     assert all(cpus == set(CPUS) for cpus in threads.values()), threads
 
 

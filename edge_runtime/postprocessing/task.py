@@ -1,6 +1,6 @@
 """The task plugin contract: everything the rest of the daemon knows about a task, in one object.
 
-A task plugin is one module that builds a `Task` and its loader in registry.py. The `Task` says:
+A task plugin is one module that builds a `Task` and one line in registry.py. The `Task` says:
 
 - `field`: the result payload field it fills (`classes`, `detections`, ...); its postprocessor
   returns `{field: value}`;

@@ -1,7 +1,7 @@
 """The source plugin contract: what a source is (SourceTraits, declared by its options), the
 interface it implements (Source) and what it produces (Frame).
 
-A source plugin is an options dataclass plus a class, registered by its loader in registry.py. The
+A source plugin is an options dataclass plus a class, registered in one line in registry.py. The
 options declare, through `traits()`, what the pipeline needs to know before anything is opened:
 the kind of frames (images or windows of values), whether the source is live and how the pipeline
 paces it. The core asks `traits()`; it never inspects a source's options or its frames.
