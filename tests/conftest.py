@@ -22,6 +22,7 @@ import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from ports import free_port, sockets_on
 
 # After deploy/run-tests.sh's set-up, a skip for a tool that set-up installs is a failure.
 pytest_plugins = ["strict_skips"]
@@ -33,12 +34,6 @@ DIGITS_FLOAT = EXAMPLES / "digits" / "digits_float.tflite"
 DIGITS_SAMPLES = EXAMPLES / "digits" / "samples"
 VIBRATION_MODEL = EXAMPLES / "vibration" / "vibration.tflite"
 VIBRATION_CSV = EXAMPLES / "vibration" / "vibration.csv"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(predicate: Callable[[], Any], timeout: float, interval: float = 0.05) -> Any:
@@ -87,7 +82,11 @@ class Broker:
 
     def _accepting(self) -> bool:
         if self.process is not None and self.process.poll() is not None:
-            raise AssertionError(f"mosquitto exited: {(self.workdir / 'mosquitto.log').read_text()}")
+            log = (self.workdir / "mosquitto.log").read_text()
+            held = ""
+            if "Address already in use" in log.splitlines()[-1]:
+                held = f"\nsockets on port {self.port} now: {sockets_on(self.port) or 'none'}"
+            raise AssertionError(f"mosquitto exited: {log}{held}")
         try:
             with socket.create_connection((self.host, self.port), timeout=0.2):
                 return True

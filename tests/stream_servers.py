@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -21,17 +20,12 @@ from pathlib import Path
 
 import cv2
 import numpy as np
+from ports import free_port
 
 BITS = 16
 SIZE = (160, 120)  # width, height
 RTSP_SERVER = Path(__file__).with_name("rtsp_server.py")
 SYSTEM_PYTHON = "/usr/bin/python3"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def draw_index(index: int, size: tuple[int, int] = SIZE) -> np.ndarray:
