@@ -1,7 +1,7 @@
 # shellcheck shell=bash
-# apt-get for the set-up scripts (dev-setup.sh, sample-videos.sh, arm64/lib.sh): sourced, never
-# run. apt may be busy: another apt-get, or unattended-upgrades on a Pi's first boot. These wait
-# for it (up to APT_WAIT seconds) instead of failing with "Could not get lock":
+# apt-get for the set-up scripts (dev-setup.sh, sample-videos.sh, arm64/lib.sh) and install.sh:
+# sourced, never run. apt may be busy: another apt-get, or unattended-upgrades on a Pi's first
+# boot. These wait for it (up to APT_WAIT seconds) instead of failing with "Could not get lock":
 # DPkg::Lock::Timeout covers the dpkg locks; `apt-get update`'s lists lock has no timeout in
 # apt 2.6, so it is retried. As root, or through sudo.
 #   EDGE_RUNTIME_APT_WAIT seconds to wait for apt while another apt holds its locks (default 600)
@@ -27,4 +27,10 @@ apt_update() {
 apt_install() {
     DEBIAN_FRONTEND=noninteractive "${apt_sudo[@]}" apt-get -o DPkg::Lock::Timeout="$APT_WAIT" \
         install -y -qq --no-install-recommends "$@" >/dev/null
+}
+
+# apt_install_fresh PACKAGE...: apt_install; if apt cannot find a package (its lists are out of
+# date, or a fresh image has none yet), apt_update and install again.
+apt_install_fresh() {
+    apt_install "$@" 2>/dev/null || { apt_update && apt_install "$@"; }
 }

@@ -79,16 +79,9 @@ unit_dir=$root/etc/systemd/system
 user=edge-runtime
 
 # --- Debian packages ---------------------------------------------------------------------------
-apt_install() {
-    log "installing Debian packages: $*"
-    # DPkg::Lock::Timeout: wait while another apt (unattended-upgrades on first boot) holds dpkg.
-    local wait=(-o DPkg::Lock::Timeout=600)
-    if ! DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "$@" >/dev/null; then
-        apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get "${wait[@]}" install -y -qq --no-install-recommends "$@" >/dev/null
-    fi
-}
-
+# apt_install_fresh: waits for a busy apt (EDGE_RUNTIME_APT_WAIT) instead of failing.
+# shellcheck source=deploy/apt.sh
+. "$repo/deploy/apt.sh"
 if [ "$system" = 1 ] && command -v apt-get >/dev/null 2>&1; then
     packages=()
     command -v "$python" >/dev/null 2>&1 || packages+=(python3)
@@ -98,7 +91,8 @@ if [ "$system" = 1 ] && command -v apt-get >/dev/null 2>&1; then
         packages+=(mosquitto mosquitto-clients)
     fi
     if [ ${#packages[@]} -gt 0 ]; then
-        apt_install "${packages[@]}"
+        log "installing Debian packages: ${packages[*]}"
+        apt_install_fresh "${packages[@]}"
     fi
 elif [ "$with_broker" = 1 ]; then
     log "--with-broker: no apt-get here (or --root): install mosquitto and mosquitto-clients yourself"

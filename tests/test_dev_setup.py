@@ -109,11 +109,33 @@ def test_busy_apt_is_waited_for_not_a_failure(tmp_path: Path) -> None:
     assert "is up to date" in done.stderr, done.stderr
 
 
-def while_apt_is_busy(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
-    """Run `argv` while another process holds apt's dpkg and lists locks for 4 s."""
-    holder = subprocess.Popen(
-        ["/usr/bin/python3", "-c", HOLD_APT_LOCKS, "4", "/var/lib/dpkg/lock-frontend",
-         "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock"], stdout=subprocess.PIPE, text=True)
+@pytest.mark.skipif(os.geteuid() != 0 or not Path("/usr/bin/apt-get").exists(),
+                    reason="needs root and apt (Debian), as the set-up itself")
+def test_install_sh_updates_the_lists_through_a_busy_apt_too() -> None:
+    """install.sh installs what a device lacks; when apt cannot find a package (stale lists, or
+    none yet on a fresh image) it updates the lists and tries again. That update waits for a busy
+    apt too (install.sh had its own copy, which failed at once with "Could not get lock").
+    Provoked with a package that does not exist, so the install fails both times, while another
+    apt holds the lists lock only (an `apt-get update` of unattended-upgrades)."""
+    missing = "edge-runtime-no-such-package"
+    done = while_apt_is_busy(
+        ["bash", "-c", 'set -euo pipefail; . "$1"; apt_install_fresh "$2"', "install.sh",
+         str(REPO / "deploy" / "apt.sh"), missing], dict(os.environ),
+        locks=("/var/lib/apt/lists/lock",))
+    assert done.returncode != 0
+    assert "install.sh: apt is busy" in done.stderr, done.stderr  # it waited for the lists lock
+    assert f"Unable to locate package {missing}" in done.stderr, done.stderr  # then tried again
+    assert "apt_install_fresh" in (REPO / "deploy" / "install.sh").read_text()
+
+
+APT_LOCKS = ("/var/lib/dpkg/lock-frontend", "/var/lib/dpkg/lock", "/var/lib/apt/lists/lock")
+
+
+def while_apt_is_busy(argv: list[str], env: dict[str, str],
+                      locks: tuple[str, ...] = APT_LOCKS) -> subprocess.CompletedProcess[str]:
+    """Run `argv` while another process holds apt's dpkg and lists locks (`locks`) for 4 s."""
+    holder = subprocess.Popen(["/usr/bin/python3", "-c", HOLD_APT_LOCKS, "4", *locks],
+                              stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout.readline().strip() == "held"
         return subprocess.run(argv, capture_output=True, text=True, timeout=600, env=env)

@@ -97,7 +97,7 @@ ensure_host_tools() {
     done
     ((${#missing[@]})) || return 0
     log "installing host packages: ${missing[*]}"
-    apt_install "${missing[@]}" 2>/dev/null || { apt_update && apt_install "${missing[@]}"; }
+    apt_install_fresh "${missing[@]}"
 }
 
 qemu_major() { "$1" --version | sed -n '1s/.*version \([0-9]*\)\..*/\1/p'; }
@@ -189,7 +189,7 @@ setup_emulation() {
         [[ $mode == auto ]] || die "cannot register a binfmt_misc handler"
         log "binfmt_misc unavailable, falling back to proot"
     fi
-    command -v proot >/dev/null || apt_install proot 2>/dev/null || { apt_update && apt_install proot; }
+    command -v proot >/dev/null || apt_install_fresh proot
     EMULATION=proot
 }
 
