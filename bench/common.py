@@ -144,11 +144,13 @@ class DaemonRun:
         return self.stats.get("pipelines", {}).get(pipeline, {}).get("interpreter", {})
 
     def cpu_ms_per_result(self) -> dict[str, float]:
-        """Thread name -> CPU ms per result, busiest first; the unnamed main thread's time is
-        start-up (imports, model loading), shared out over the results."""
+        """Thread name -> CPU ms per result, busiest first; the main thread's time is start-up
+        (imports, model loading), shared out over the results. Threads the daemon did not name
+        (the interpreter's pool at threads > 1) are "<main thread's name> (unnamed)"."""
         if not self.results:
             return {}
-        return {("main (start-up)" if name.startswith("python") else name): s * 1e3 / self.results
+        return {("main (start-up)" if name.startswith("python") and "(unnamed)" not in name
+                 else name): s * 1e3 / self.results
                 for name, s in sorted(self.cpu_s.items(), key=lambda item: -item[1]) if s > 0}
 
 
@@ -232,7 +234,10 @@ def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
         except OSError:
             continue  # the thread ended meanwhile
         out[task.name] = (name, int(fields[11]) + int(fields[12]))
-    return out
+    main = out.get(str(pid), ("", 0))[0]
+    # A thread the daemon did not name (the interpreter's pool) inherits its creator's name.
+    return {tid: (f"{name} (unnamed)" if name == main and tid != str(pid) else name, count)
+            for tid, (name, count) in out.items()}
 
 
 MEMORY_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")
