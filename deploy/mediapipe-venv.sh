@@ -31,5 +31,5 @@ pip=("$venv/bin/python" -m pip install -q --disable-pip-version-check)
 # numpy<2 and the OpenCV that goes with it, for edge-runtime and mediapipe alike.
 "${pip[@]}" "mediapipe==0.10.21" "numpy<2" "opencv-python-headless<4.12" "scikit-image<0.25"
 "${pip[@]}" --no-deps -e "$repo"
-"${pip[@]}" "paho-mqtt>=2.0,<3" "ai-edge-litert>=1.2"
+"${pip[@]}" "paho-mqtt>=2.0,<3" "ai-edge-litert>=1.2" "pyserial>=3.5"  # the rest of its dependencies
 "$venv/bin/python" -c 'import mediapipe, numpy; print("mediapipe-venv: mediapipe", mediapipe.__version__, "numpy", numpy.__version__)' >&2
