@@ -23,7 +23,6 @@ led 240 against 146 frames/s when this bench was written: keep that lead).
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import tempfile
@@ -34,7 +33,7 @@ import cv2
 
 from bench_face_parity import SHORT_RANGE, VIDEO, short_range_model
 from bench_video import describe_interpreter
-from common import REPO, Broker, cpu_summary, run_daemon
+from common import REPO, Broker, cpu_summary, own_cpu, run_daemon
 
 
 def mediapipe_rate(video: Path, frames: int) -> tuple[float, int]:
@@ -94,16 +93,16 @@ def main() -> int:
     ours: list[float] = []
     before: list[float] = []
     pinned: list[float] = []
-    own_cpu = sorted(os.sched_getaffinity(0))[-1]
+    pinned_cpu = own_cpu()
     with Broker() as broker, tempfile.TemporaryDirectory() as tmp:
         config = daemon_config(Path(tmp) / "faces.toml", broker.port, model, args.video, threads)
         pinned_config = daemon_config(Path(tmp) / "pinned.toml", broker.port, model, args.video,
-                                      threads, (own_cpu,))
+                                      threads, (pinned_cpu,))
         for round_ in range(1, args.rounds + 1):
             mp_rate, faces = mediapipe_rate(args.video, args.frames)
             trees = [("daemon", REPO, config)]
             trees += [("before", args.before, config)] if args.before else []
-            trees += [(f"cpus=[{own_cpu}]", REPO, pinned_config)] if args.cpus else []
+            trees += [(f"cpus=[{pinned_cpu}]", REPO, pinned_config)] if args.cpus else []
             if round_ % 2 == 0:  # alternate which tree runs right after MediaPipe
                 trees.reverse()
             theirs.append(mp_rate)
@@ -130,7 +129,7 @@ def main() -> int:
               f"MediaPipe {old:.2f}; this tree / before (median per round) "
               f"{statistics.median(o / b for o, b in zip(ours, before)):.2f}")
     if pinned:
-        print(f"cpus = [{own_cpu}]: {statistics.median(pinned):.1f} results/s, / MediaPipe "
+        print(f"cpus = [{pinned_cpu}]: {statistics.median(pinned):.1f} results/s, / MediaPipe "
               f"{statistics.median(p / t for p, t in zip(pinned, theirs)):.2f}; own CPU / "
               f"daemon (median per round) {statistics.median(p / o for p, o in zip(pinned, ours)):.2f}")
     print("target: daemon / MediaPipe > 1 (the lead measured when this bench was written: 1.64)")

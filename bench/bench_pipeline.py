@@ -19,7 +19,6 @@ The first run builds MobileNetV2 (random weights, needs TensorFlow) into bench/.
 from __future__ import annotations
 
 import argparse
-import os
 import json
 import statistics
 import sys
@@ -30,7 +29,8 @@ from pathlib import Path
 import cv2
 import paho.mqtt.client as mqtt
 
-from common import REPO, Broker, cpu_summary, invoke_rate, percentiles, run_daemon, write_config
+from common import (REPO, Broker, cpu_summary, invoke_rate, own_cpu, percentiles, run_daemon,
+                    with_cpus, write_config)
 from input_work import images_source, input_rate, invoke_beside_input, load_with_preprocessor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -91,16 +91,16 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
             "postprocess": {"task": "classification"},
         }
         config = write_config(Path(tmp) / "bench.toml", broker.port, pipeline)
-        own_cpu = sorted(os.sched_getaffinity(0))[-1]
-        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port, {
-            **pipeline, "model": {**pipeline["model"], "cpus": [own_cpu]}})
+        pinned_cpu = own_cpu()
+        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port,
+                                     with_cpus(pipeline, [pinned_cpu]))
         for round_ in range(1, rounds + 1):
             a, invoke_ms = invoke_rate(model, threads)
             b = run_daemon(config, broker.port, len(frames), pythonpath=daemon_path)
             if pinned:  # (b) again with the inference thread on a CPU of its own
                 p = run_daemon(pinned_config, broker.port, len(frames), pythonpath=daemon_path)
                 rates["p"].append(p.rate)
-                print(f"         (b) with cpus = [{own_cpu}]: {p.rate:6.1f}/s  "
+                print(f"         (b) with cpus = [{pinned_cpu}]: {p.rate:6.1f}/s  "
                       f"{p.rate / b.rate:.3f} of (b)")
             c, naive_ms = naive_loop(model, frames, threads, broker.port)
             d = input_rate(model, images_source(frames_dir))
@@ -146,7 +146,7 @@ def measure(threads: int, model: Path, frames_dir: Path, frames: list[Path], rou
           f"interpreter busy: daemon "
           f"{summary['busy_b']:.1%}, naive loop {summary['busy_c']:.1%}")
     if pinned:
-        print(f"with cpus = [{own_cpu}]: {statistics.median(rates['p']):.1f}/s, "
+        print(f"with cpus = [{pinned_cpu}]: {statistics.median(rates['p']):.1f}/s, "
               f"p/a {summary['p/a']:.3f}, p/e {summary['p/e']:.3f}")
     return summary
 

@@ -24,14 +24,14 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
-import os
 import statistics
 import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from common import REPO, Broker, cpu_summary, invoke_rate, run_daemon, write_config
+from common import (REPO, Broker, cpu_summary, invoke_rate, own_cpu, run_daemon, with_cpus,
+                    write_config)
 from input_work import invoke_beside_input, video_source
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -90,9 +90,9 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
             "postprocess": {"task": "classification"},
         }
         config = write_config(Path(tmp) / "bench.toml", broker.port, pipeline)
-        own_cpu = sorted(os.sched_getaffinity(0))[-1]
-        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port, {
-            **pipeline, "model": {**pipeline["model"], "cpus": [own_cpu]}})
+        pinned_cpu = own_cpu()
+        pinned_config = write_config(Path(tmp) / "pinned.toml", broker.port,
+                                     with_cpus(pipeline, [pinned_cpu]))
         for round_ in range(1, rounds + 1):
             a = invoke_rate(model, threads)[0]
             auto = daemon_threads == "auto"
@@ -124,7 +124,7 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
                             if ms >= 0.01)
             print(f"         daemon CPU ms per result by thread: {cpu}")
             if c is not None:
-                print(f"         (c) cpus = [{own_cpu}]: {c.rate:6.1f}/s  c/a {c.rate / a:.3f}  "
+                print(f"         (c) cpus = [{pinned_cpu}]: {c.rate:6.1f}/s  c/a {c.rate / a:.3f}  "
                       f"c/f {c.rate / f:.3f}; interpreter: "
                       f"{describe_interpreter(c.interpreter())}")
             entry = b.stats.get("pipelines", {}).get("bench", {})

@@ -159,6 +159,16 @@ def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos
     return write_pipelines(path, port, {"bench": pipeline}, qos)
 
 
+def own_cpu() -> int:
+    """The CPU a `--cpus` run gives the inference thread: the last one this process may use."""
+    return sorted(os.sched_getaffinity(0))[-1]
+
+
+def with_cpus(pipeline: dict[str, dict[str, Any]], cpus: Sequence[int]) -> dict[str, dict[str, Any]]:
+    """`pipeline` with `[pipelines.model] cpus` set (its inference thread on CPUs of its own)."""
+    return {**pipeline, "model": {**pipeline["model"], "cpus": list(cpus)}}
+
+
 def write_pipelines(path: Path, port: int, pipelines: dict[str, dict[str, dict[str, Any]]],
                     qos: int = 1) -> Path:
     """A config with a pipeline per name: {name: {section: {key: value}}}."""
