@@ -114,9 +114,7 @@ def main() -> int:
                 {"daemon": ours, "before": before}.get(label, pinned).append(run.rate)
                 print(f"         {label} {run.rate:6.1f} results/s ({run.results} results, exit "
                       f"{run.exit_code})  {label} / MediaPipe {run.rate / mp_rate:.2f}")
-                cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in run.cpu_ms_per_result().items()
-                                if ms >= 0.01)
-                print(f"         {label} CPU ms per result by thread: {cpu}")
+                print(f"         {label} CPU ms per result by thread: {run.cpu_line()}")
                 print(f"         {label} interpreter: {describe_interpreter(run.interpreter())}",
                       flush=True)
     print(f"at the end: {cpu_summary()}")

@@ -120,9 +120,7 @@ def measure(threads: int, daemon_threads: int | str, model: Path, video: Path, r
                   f"b/f {b.rate / f:.3f}  ({b.results} results, exit {b.exit_code}, "
                   f"peak RSS {b.peak_rss_mb:.0f} MB)")
             print(f"         daemon interpreter: {describe_interpreter(interp[-1])}")
-            cpu = ", ".join(f"{name} {ms:.2f}" for name, ms in b.cpu_ms_per_result().items()
-                            if ms >= 0.01)
-            print(f"         daemon CPU ms per result by thread: {cpu}")
+            print(f"         daemon CPU ms per result by thread: {b.cpu_line()}")
             if c is not None:
                 print(f"         (c) cpus = [{pinned_cpu}]: {c.rate:6.1f}/s  c/a {c.rate / a:.3f}  "
                       f"c/f {c.rate / f:.3f}; interpreter: "

@@ -144,14 +144,17 @@ class DaemonRun:
         return self.stats.get("pipelines", {}).get(pipeline, {}).get("interpreter", {})
 
     def cpu_ms_per_result(self) -> dict[str, float]:
-        """Thread name -> CPU ms per result, busiest first; the main thread's time is start-up
-        (imports, model loading), shared out over the results. Threads the daemon did not name
-        (the interpreter's pool at threads > 1) are "<main thread's name> (unnamed)"."""
+        """Thread name -> CPU ms per result, busiest first (names as `thread_ticks` gives them:
+        the main thread's start-up is shared out over the results)."""
         if not self.results:
             return {}
-        return {("main (start-up)" if name.startswith("python") and "(unnamed)" not in name
-                 else name): s * 1e3 / self.results
+        return {name: s * 1e3 / self.results
                 for name, s in sorted(self.cpu_s.items(), key=lambda item: -item[1]) if s > 0}
+
+    def cpu_line(self) -> str:
+        """`cpu_ms_per_result` on one line, threads under 0.01 ms left out."""
+        return ", ".join(f"{name} {ms:.2f}" for name, ms in self.cpu_ms_per_result().items()
+                         if ms >= 0.01)
 
 
 def write_config(path: Path, port: int, pipeline: dict[str, dict[str, Any]], qos: int = 1) -> Path:
@@ -231,7 +234,9 @@ def run_daemon(config: Path, port: int, expected: int, timeout: float = 600,
 
 
 def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
-    """Each thread of `pid`: (kernel name, user + system CPU ticks so far)."""
+    """Each thread of `pid`: (name, user + system CPU ticks so far). The main thread is "main
+    (start-up)" (imports, model loading); a thread the daemon did not name (the interpreter's pool
+    at threads > 1) inherits the main thread's kernel name and shows as "<that name> (unnamed)"."""
     out = {}
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
@@ -245,9 +250,8 @@ def thread_ticks(pid: int) -> dict[str, tuple[str, int]]:
             continue  # the thread ended meanwhile
         out[task.name] = (name, int(fields[11]) + int(fields[12]))
     main = out.get(str(pid), ("", 0))[0]
-    # A thread the daemon did not name (the interpreter's pool) inherits its creator's name.
-    return {tid: (f"{name} (unnamed)" if name == main and tid != str(pid) else name, count)
-            for tid, (name, count) in out.items()}
+    return {tid: ("main (start-up)" if tid == str(pid) else f"{name} (unnamed)" if name == main
+                  else name, count) for tid, (name, count) in out.items()}
 
 
 MEMORY_KEYS = ("VmHWM", "VmRSS", "RssAnon", "RssFile")

@@ -84,7 +84,7 @@ class Broker:
         if self.process is not None and self.process.poll() is not None:
             log = (self.workdir / "mosquitto.log").read_text()
             held = ""
-            if "Address already in use" in log.splitlines()[-1]:
+            if log.rstrip().endswith("Address already in use"):  # this start, not an earlier one
                 held = f"\nsockets on port {self.port} now: {sockets_on(self.port) or 'none'}"
             raise AssertionError(f"mosquitto exited: {log}{held}")
         try:
